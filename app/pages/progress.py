@@ -1,0 +1,67 @@
+"""Progress: lessons read and quiz scores per chapter, saved to and loaded from a JSON file,
+and a final self-assessment drawn from every chapter."""
+
+import streamlit as st
+
+from app import ui
+from primer import content, quiz
+from primer.progress import Progress, ProgressError
+
+st.title(ui.t("progress.title"))
+progress = ui.progress()
+chapters = content.chapters()
+
+rows = []
+for chapter in chapters:
+    questions = quiz.load_quiz(chapter.id)
+    right, answered = progress.quiz_score(chapter.id)
+    rows.append(
+        {
+            ui.t("progress.chapter"): chapter.text("title", ui.lang()),
+            ui.t(
+                "progress.lessons"
+            ): f"{len(progress.lessons_read.get(chapter.id, ()))} / {len(content.lessons(chapter.id, ui.lang()))}",
+            ui.t("progress.quiz"): f"{right} / {len(questions)}"
+            + (f"  ({answered} {ui.t('progress.answered')})" if answered else ""),
+        }
+    )
+if rows:
+    st.dataframe(rows, hide_index=True, width="stretch")
+else:
+    st.info(ui.t("home.no_chapters"))
+
+save, load = st.columns(2)
+with save:
+    st.subheader(ui.t("progress.save"))
+    st.caption(ui.t("progress.save_help"))
+    st.download_button(
+        ui.t("progress.download"),
+        progress.to_json(),
+        file_name="dl-primer-progress.json",
+        mime="application/json",
+        icon=":material/download:",
+    )
+with load:
+    st.subheader(ui.t("progress.load"))
+    upload = st.file_uploader(ui.t("progress.upload"), type=["json"], key="progress_upload")
+    if upload is not None and st.session_state.get("progress_loaded") != upload.file_id:
+        try:
+            st.session_state["progress"] = Progress.from_json(upload.getvalue())
+        except ProgressError as exc:
+            st.error(ui.error_message("progress", exc.code))
+        else:
+            st.session_state["progress_loaded"] = upload.file_id
+            st.session_state["progress_generation"] = st.session_state.get("progress_generation", 0) + 1
+            st.success(ui.t("progress.loaded"))
+            st.rerun()
+
+st.header(ui.t("progress.self_assessment"))
+st.caption(ui.t("progress.self_assessment_help"))
+seed = st.number_input(
+    ui.t("progress.seed"), min_value=0, max_value=9999, value=0, step=1, key="assessment_seed", persist_state="session"
+)
+questions = quiz.self_assessment([c.id for c in chapters], per_chapter=2, seed=int(seed))
+if not questions:
+    st.info(ui.t("progress.no_questions"))
+for number, question in enumerate(questions, start=1):
+    ui.quiz_question(question, number, scope=f"assess{int(seed)}")

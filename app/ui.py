@@ -1,0 +1,411 @@
+"""Shared UI: translation, lab state in the URL, presets, lessons, quizzes, presentation mode.
+
+Pages are plain scripts that call these pieces; no chapter builds its own version of them.
+
+    page = ui.ChapterPage("training")           # title, summary, bookkeeping
+    page.lesson("loss")                         # one lesson section (hidden when presenting)
+    lab = page.lab(TrainLab)                    # widgets bound to the URL, one per field
+    lab.presets()                               # one-click presets with commentary
+    lr = lab.select_slider("learning_rate", "lr", options=[...], keep=True)
+    state = lab.state()                         # the lab's dataclass, ready for the core
+    page.quiz()
+
+Every lab widget has key "<lab id>.<field>", is bound to the query string and persists for the
+session, so a copied URL reopens the same setup and values survive page switches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from urllib.parse import urlencode, urlsplit
+
+import streamlit as st
+
+from primer import content, i18n, labstate
+from primer import quiz as quiz_core
+from primer.progress import Progress
+
+URL_STATE = dict(bind="query-params", persist_state="session")
+
+
+# ---------------------------------------------------------------------------------------------
+# Language and modes
+
+
+def lang() -> str:
+    value = st.session_state.get("lang")
+    return value if value in i18n.LANGUAGES else i18n.DEFAULT_LANGUAGE
+
+
+def t(key: str, **values) -> str:
+    """The current language's text for a UI string key."""
+    return i18n.translate(key, lang(), **values)
+
+
+def bi(value) -> str:
+    """Pick the current language from a {en, zh} mapping."""
+    return i18n.bilingual(value, lang())
+
+
+def instructor() -> bool:
+    return bool(st.session_state.get("instructor"))
+
+
+def presenting() -> bool:
+    return instructor() and bool(st.session_state.get("present"))
+
+
+def progress() -> Progress:
+    if "progress" not in st.session_state:
+        st.session_state["progress"] = Progress()
+    return st.session_state["progress"]
+
+
+def sidebar() -> None:
+    """Language and instructor switches, drawn on every page (main.py calls this)."""
+    with st.sidebar:
+        st.segmented_control(
+            t("ui.language"),
+            list(i18n.LANGUAGES),
+            format_func=i18n.LANGUAGES.get,
+            default=i18n.DEFAULT_LANGUAGE,
+            required=True,
+            key="lang",
+            **URL_STATE,
+        )
+        st.toggle(t("ui.instructor_mode"), key="instructor", help=t("ui.instructor_mode_help"), **URL_STATE)
+        if instructor():
+            st.toggle(t("ui.presentation_mode"), key="present", help=t("ui.presentation_mode_help"), **URL_STATE)
+    if presenting():
+        st.html(PRESENTATION_CSS)
+
+
+PRESENTATION_CSS = """
+<style>
+/* Projector-friendly: larger type, full-width content, more room for figures. */
+[data-testid="stMainBlockContainer"] { max-width: 100%; padding-top: 2rem; }
+[data-testid="stMain"] p, [data-testid="stMain"] li, [data-testid="stMain"] label,
+[data-testid="stMetricValue"], [data-testid="stMain"] td, [data-testid="stMain"] th { font-size: 1.35rem !important; }
+[data-testid="stMain"] h1 { font-size: 2.6rem !important; }
+[data-testid="stMain"] h2, [data-testid="stMain"] h3 { font-size: 2rem !important; }
+</style>
+"""
+
+
+def figure(fig, *, key: str | None = None, height: int | None = None) -> None:
+    """Show a Plotly figure; taller when presenting so it reads from the back of the room."""
+    height = height or fig.layout.height or 420
+    fig.update_layout(height=int(height * (1.35 if presenting() else 1.0)))
+    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+
+
+def error_message(prefix: str, code: str, **details) -> str:
+    """Translated message for an error code raised by the core, e.g. ("dicom", "not_dicom")."""
+    key = f"{prefix}.error.{code}"
+    if i18n.has_key(key):
+        return t(key, **details) if details else t(key)
+    return t("ui.error.unknown", code=code)
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter pages
+
+
+class ChapterPage:
+    """A chapter page: title, summary, lessons, labs and quiz, in the reading language."""
+
+    def __init__(self, chapter_id: str):
+        self.chapter = content.chapter(chapter_id)
+        self.id = chapter_id
+        self._hidden = None
+        st.title(f"{self.chapter.text('title', lang())}")
+        if not presenting():
+            st.caption(self.chapter.text("summary", lang()))
+
+    def t(self, key: str, **values) -> str:
+        """A chapter string ("<chapter>.<key>"), falling back to a global one."""
+        scoped = f"{self.id}.{key}"
+        return t(scoped if i18n.has_key(scoped) else key, **values)
+
+    def hidden_controls(self):
+        """Where controls go that are not marked `keep` while presenting."""
+        if self._hidden is None:
+            self._hidden = st.sidebar.expander(t("ui.more_controls"), expanded=False)
+        return self._hidden
+
+    # Lessons ----------------------------------------------------------------------------------
+
+    def lesson(self, lesson_id: str, *, expanded: bool = True) -> None:
+        """Render one lesson section with its key terms and a "mark as read" box."""
+        if presenting():
+            return
+        item = content.lesson(self.id, lesson_id, lang())
+        render_lesson(self.id, item, expanded=expanded)
+
+    # Labs -------------------------------------------------------------------------------------
+
+    def lab(self, state_cls) -> LabBinding:
+        return LabBinding(self, state_cls)
+
+    # Quiz -------------------------------------------------------------------------------------
+
+    def quiz(self) -> None:
+        questions = quiz_core.load_quiz(self.id)
+        if not questions or presenting():
+            return
+        st.header(t("quiz.title"))
+        right, answered = progress().quiz_score(self.id)
+        st.caption(t("quiz.score", right=right, answered=answered, total=len(questions)))
+        for number, question in enumerate(questions, start=1):
+            quiz_question(question, number)
+
+
+def render_lesson(chapter_id: str, item: content.Lesson, *, expanded: bool = True) -> None:
+    terms = content.glossary()
+    with st.expander(item.title, expanded=expanded):
+        st.markdown(content.render_term_links(item.body, lang()))
+        linked = [terms[i] for i in content.terms_in(item.body) if i in terms]
+        if linked:
+            with st.popover(t("lesson.key_terms"), icon=":material/menu_book:"):
+                for term in linked:
+                    st.markdown(f"**{bi(term.term)}**: {bi(term.definition)}")
+        read = item.id in progress().lessons_read.get(chapter_id, set())
+        key = f"read.{chapter_id}.{item.id}.{st.session_state.get('progress_generation', 0)}"
+
+        def toggle():
+            progress().mark_read(chapter_id, item.id, st.session_state[key])
+
+        st.checkbox(t("lesson.mark_read"), value=read, key=key, on_change=toggle)
+
+
+class LabBinding:
+    """Widgets for one lab's state dataclass, bound to the URL; `state()` rebuilds the dataclass."""
+
+    def __init__(self, page: ChapterPage, state_cls):
+        self.page = page
+        self.cls = state_cls
+        self.id = state_cls.lab_id
+        self.defaults = labstate.field_defaults(state_cls)
+
+    def key(self, field: str) -> str:
+        return f"{self.id}.{field}"
+
+    def _where(self, keep: bool):
+        if presenting() and not keep:
+            return self.page.hidden_controls()
+        return contextlib.nullcontext()
+
+    def _label(self, label_key: str) -> tuple[str, str | None]:
+        help_key = f"{self.page.id}.{label_key}.help"
+        return self.page.t(label_key), (t(help_key) if i18n.has_key(help_key) else None)
+
+    def _widget(self, factory, field: str, label_key: str, keep: bool, **kwargs):
+        if field not in self.defaults:
+            raise KeyError(f"{self.id} has no field {field!r}")
+        label, help_text = self._label(label_key)
+        kwargs.setdefault("help", help_text)
+        with self._where(keep):
+            return factory(label, key=self.key(field), **URL_STATE, **kwargs)
+
+    def slider(self, field, label_key, *, keep=False, **kw):
+        return self._widget(st.slider, field, label_key, keep, value=self.defaults[field], **kw)
+
+    def select_slider(self, field, label_key, *, options, keep=False, **kw):
+        return self._widget(st.select_slider, field, label_key, keep, options=options, value=self.defaults[field], **kw)
+
+    def selectbox(self, field, label_key, *, options, keep=False, **kw):
+        options = list(options)
+        index = options.index(self.defaults[field])
+        return self._widget(st.selectbox, field, label_key, keep, options=options, index=index, **kw)
+
+    def radio(self, field, label_key, *, options, keep=False, **kw):
+        options = list(options)
+        index = options.index(self.defaults[field])
+        return self._widget(st.radio, field, label_key, keep, options=options, index=index, **kw)
+
+    def segmented(self, field, label_key, *, options, keep=False, **kw):
+        return self._widget(
+            st.segmented_control,
+            field,
+            label_key,
+            keep,
+            options=list(options),
+            default=self.defaults[field],
+            required=True,
+            **kw,
+        )
+
+    def number(self, field, label_key, *, keep=False, **kw):
+        return self._widget(st.number_input, field, label_key, keep, value=self.defaults[field], **kw)
+
+    def checkbox(self, field, label_key, *, keep=False, **kw):
+        return self._widget(st.checkbox, field, label_key, keep, value=self.defaults[field], **kw)
+
+    def toggle(self, field, label_key, *, keep=False, **kw):
+        return self._widget(st.toggle, field, label_key, keep, value=self.defaults[field], **kw)
+
+    def state(self):
+        """The lab's dataclass from the current widget values (defaults for unrendered ones)."""
+        values = {}
+        for name, default in self.defaults.items():
+            value = st.session_state.get(self.key(name), default)
+            values[name] = default if value is None else value
+        return self.cls(**values)
+
+    def set(self, **values) -> None:
+        """Set fields programmatically; call from a callback (before the widgets are drawn)."""
+        for name, value in values.items():
+            st.session_state[self.key(name)] = value
+
+    def reset(self) -> None:
+        self.set(**self.defaults)
+
+    # Presets and sharing ---------------------------------------------------------------------
+
+    def presets(self, *, keep: bool = True) -> None:
+        """A preset picker with one sentence of commentary each, and a share link."""
+        presets = labstate.load_presets(self.page.id).get(self.id, ())
+        if not presets:
+            return
+        by_id = {p.id: p for p in presets}
+        picker_key = f"presetpick.{self.id}"
+
+        def apply():
+            chosen = by_id.get(st.session_state.get(picker_key))
+            if chosen is not None:
+                self.reset()
+                self.set(**chosen.values)
+                st.session_state[f"presetapplied.{self.id}"] = chosen.id
+
+        with self._where(keep):
+            cols = st.columns([3, 1], vertical_alignment="bottom")
+            cols[0].selectbox(
+                t("preset.label"),
+                list(by_id),
+                format_func=lambda pid: bi(by_id[pid].title),
+                key=picker_key,
+                persist_state="session",
+            )
+            cols[1].button(t("preset.apply"), key=f"presetapply.{self.id}", on_click=apply, width="stretch")
+            chosen = by_id.get(st.session_state.get(picker_key))
+            if chosen is not None:
+                st.caption(f"{bi(chosen.commentary)}")
+        if instructor() and not presenting():
+            self.share_link()
+
+    def share_link(self) -> None:
+        """The URL that reopens this exact setup (instructor mode)."""
+        with st.popover(t("preset.share"), icon=":material/link:"):
+            st.caption(t("preset.share_help"))
+            st.code(current_url(), language=None, wrap_lines=True)
+
+
+def current_url() -> str:
+    """This page's URL with every bound widget's current value in the query string."""
+    base = urlsplit(st.context.url or "http://localhost:8501/")
+    params = {k: v for k, v in st.query_params.to_dict().items()}
+    query = urlencode(params, doseq=False)
+    return f"{base.scheme}://{base.netloc}{base.path}" + (f"?{query}" if query else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Quiz
+
+
+def quiz_question(question: quiz_core.Question, number: int, *, scope: str = "quiz") -> None:
+    """One question: prompt, (figure), answer widget, Check, then verdict and explanation."""
+    record = progress().answers.get(question.chapter, {})
+    widget_key = f"{scope}.{question.key}"
+    with st.container(border=True):
+        st.markdown(f"**{number}.** {bi(question.prompt)}")
+        key_value = question.answer
+        if question.kind == "figure":
+            fq = _figure_question(question)
+            key_value = quiz_core.answer_key(question, fq)
+            if hasattr(fq.figure, "to_plotly_json"):
+                figure(fq.figure, key=f"{widget_key}.fig", height=320)
+            else:
+                st.image(fq.figure, clamp=True, width=320)
+        options = [bi(o) for o in question.options]
+        kind = question.graded_as
+        if kind == "single":
+            st.radio(
+                t("quiz.your_answer"),
+                range(len(options)),
+                format_func=options.__getitem__,
+                index=None,
+                key=widget_key,
+                persist_state="session",
+            )
+        elif kind == "multiple":
+            st.multiselect(
+                t("quiz.choose_all"),
+                range(len(options)),
+                format_func=options.__getitem__,
+                key=widget_key,
+                persist_state="session",
+            )
+        else:
+            st.number_input(t("quiz.your_answer"), value=None, format="%.4g", key=widget_key, persist_state="session")
+
+        def check():
+            response = st.session_state.get(widget_key)
+            if kind == "multiple" and not response:
+                response = None
+            if response is None:
+                st.session_state[f"{widget_key}.empty"] = True
+                return
+            st.session_state[f"{widget_key}.empty"] = False
+            progress().record_answer(question.chapter, question.id, quiz_core.grade(question, response, key_value))
+
+        st.button(t("quiz.check"), key=f"{widget_key}.check", on_click=check)
+        if st.session_state.get(f"{widget_key}.empty"):
+            st.warning(t("quiz.no_answer"))
+        elif question.id in record:
+            if record[question.id]:
+                st.success(t("quiz.right"))
+            else:
+                st.error(t("quiz.wrong", answer=_answer_text(question, key_value, options)))
+            st.info(bi(question.explanation))
+            if question.lab:
+                st.caption(t("quiz.see_lab", lab=_lab_title(question)))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _figure_question_cached(builder: str, params_items: tuple) -> quiz_core.FigureQuestion:
+    fake = quiz_core.Question(
+        chapter="",
+        id="",
+        kind="figure",
+        prompt={},
+        explanation={},
+        figure={"builder": builder, "params": dict(params_items)},
+    )
+    return quiz_core.build_figure(fake)
+
+
+def _figure_question(question: quiz_core.Question) -> quiz_core.FigureQuestion:
+    params = tuple(sorted(question.figure.get("params", {}).items()))
+    return _figure_question_cached(question.figure["builder"], params)
+
+
+def _answer_text(question, key_value, options) -> str:
+    kind = question.graded_as
+    if kind == "single":
+        return options[int(key_value)]
+    if kind == "multiple":
+        return "; ".join(options[int(i)] for i in key_value)
+    return f"{float(key_value):.4g}"
+
+
+def _lab_title(question) -> str:
+    for chapter in content.chapters():
+        for lab in chapter.labs:
+            if lab.id == question.lab:
+                return f"{chapter.text('title', lang())} → {bi(lab.title)}"
+    return question.lab
+
+
+def lab_state_fields(state) -> dict:
+    return dataclasses.asdict(state)

@@ -1,0 +1,1 @@
+"""Core of the companion app: everything that computes. Never imports streamlit."""

@@ -1,0 +1,96 @@
+"""The app as a user meets it: a real server and headless Chromium."""
+
+import re
+
+import pytest
+
+from primer import content, labstate, quiz
+from tests.browser.conftest import SHOTS, assert_no_exception, main_text, wait_idle
+from tests.conftest import import_all_core_modules
+
+pytestmark = pytest.mark.browser
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+PAGES = ["home"] + [c.id for c in content.chapters()] + (["glossary"] if content.glossary() else []) + ["progress"]
+
+
+def test_every_page_renders_without_an_exception(app_url, new_page):
+    page = new_page()
+    for path in PAGES:
+        page.goto(f"{app_url}/{path}")
+        wait_idle(page)
+        assert_no_exception(page)
+        assert page.locator("h1").first.inner_text().strip()
+        page.screenshot(path=str(SHOTS / f"{path}.png"), full_page=True)
+
+
+def test_language_switch_reaches_every_page(app_url, new_page):
+    page = new_page()
+    page.goto(app_url)
+    wait_idle(page)
+    assert not CJK.search(page.locator("h1").first.inner_text())
+    page.locator('[data-testid="stSidebar"]').get_by_text("中文", exact=True).click()
+    wait_idle(page)
+    assert page.locator("h1").first.inner_text() == "放射科医生的深度学习：交互式学习伴侣"
+    assert "lang=" in page.url
+    # Walk the sidebar navigation like a user: the language must stay Chinese everywhere.
+    links = page.locator('[data-testid="stSidebarNav"] a')
+    assert links.count() == len(PAGES)
+    for i in range(links.count()):
+        links.nth(i).click()
+        wait_idle(page)
+        assert_no_exception(page)
+        heading = page.locator("h1").first.inner_text()
+        assert CJK.search(heading), f"page {i} heading is not Chinese: {heading!r}"
+        assert len(CJK.findall(main_text(page))) > 20
+    page.screenshot(path=str(SHOTS / "language-zh.png"), full_page=True)
+
+
+def labs_with_presets():
+    import_all_core_modules()
+    found = []
+    for chapter in content.chapters():
+        for lab_id, presets in labstate.load_presets(chapter.id).items():
+            found.append((chapter.id, lab_id, presets[-1]))
+    return found
+
+
+@pytest.mark.parametrize("chapter_id, lab_id, preset", labs_with_presets(), ids=lambda v: getattr(v, "id", v))
+def test_shared_link_reopens_the_identical_setup(app_url, new_page, chapter_id, lab_id, preset):
+    """Apply a preset, copy the address, open it in a fresh browser: same controls, same numbers."""
+    page = new_page()
+    page.goto(f"{app_url}/{chapter_id}")
+    wait_idle(page)
+    picker = page.locator(f".st-key-presetpick-{lab_id.replace('.', '-')}")
+    picker.click()
+    page.get_by_role("option", name=preset.title["en"], exact=True).click()
+    page.locator(f".st-key-presetapply-{lab_id.replace('.', '-')} button").click()
+    wait_idle(page)
+    assert_no_exception(page)
+    shared_url, original = page.url, main_text(page)
+    assert "?" in shared_url, "applying a preset must put the setup in the URL"
+
+    fresh = new_page()
+    fresh.goto(shared_url)
+    wait_idle(fresh)
+    assert_no_exception(fresh)
+    # The preset picker itself is session state, not experiment state: compare the rest.
+    strip = re.compile(re.escape(preset.title["en"]) + "|" + re.escape(preset.commentary["en"]))
+    assert strip.sub("", main_text(fresh)) == strip.sub("", original)
+
+
+def test_quiz_answered_in_the_browser(app_url, new_page):
+    chapter = next((c for c in content.chapters() if quiz.load_quiz(c.id)), None)
+    if chapter is None:
+        pytest.skip("no chapter with a quiz yet")
+    question = next(q for q in quiz.load_quiz(chapter.id) if q.kind == "single")
+    page = new_page()
+    page.goto(f"{app_url}/{chapter.id}")
+    wait_idle(page)
+    block = page.locator(f".st-key-quiz-{question.key.replace('.', '-')}")
+    block.get_by_text(question.options[question.answer]["en"], exact=True).click()
+    page.locator(f".st-key-quiz-{question.key.replace('.', '-')}-check button").click()
+    wait_idle(page)
+    body = main_text(page)
+    assert "Right." in body
+    assert question.explanation["en"].split(".")[0] in body
