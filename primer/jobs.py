@@ -1,0 +1,169 @@
+"""A process-wide training queue: never more jobs than the cores can run, identical runs shared.
+
+When a class presses Train at once, the jobs wait in line instead of fighting over two cores
+(which would make every one of them slow), each running job gets a fixed thread count, and a
+request identical to one already queued, running or finished (same settings, same seed, same
+data) gets that job instead of a new one: the second student sees the first one's curves.
+
+    queue = training_queue()
+    job = queue.submit(lab)            # Job: state, live epochs, progress, position, result
+    job.position()                     # 0 running, k = k-th in line
+    job.release()                      # this viewer no longer wants it (Stop)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+from primer.train import EpochRecord, RunResult, TensorData, TrainLab, run_experiment
+
+
+def lab_key(lab: TrainLab, data_key: str = "phantom") -> str:
+    """Identity of a run: every setting, the seed and the data."""
+    payload = json.dumps({"lab": asdict(lab), "data": data_key}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Job:
+    key: str
+    lab: TrainLab
+    state: str = "queued"  # queued → running → done | stopped | failed
+    epochs: list[EpochRecord] = field(default_factory=list)
+    progress: float = 0.0  # fraction of all training steps done
+    result: RunResult | None = None
+    error: str | None = None
+    submitted_at: float = field(default_factory=time.monotonic)
+    started_at: float | None = None
+    finished_at: float | None = None
+    viewers: int = 1
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _queue: TrainingQueue | None = field(default=None, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "stopped", "failed")
+
+    def position(self) -> int:
+        """0 while running or finished; k when k-1 jobs wait ahead of this one."""
+        return self._queue.position(self) if self._queue else 0
+
+    def waited(self) -> float:
+        """Seconds spent in the queue before starting."""
+        end = self.started_at if self.started_at is not None else time.monotonic()
+        return end - self.submitted_at
+
+    def elapsed(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        end = self.finished_at if self.finished_at is not None else time.monotonic()
+        return end - self.started_at
+
+    def release(self) -> None:
+        """One viewer stops watching; the run stops when nobody watches any more."""
+        with self._queue._lock if self._queue else threading.Lock():
+            self.viewers = max(0, self.viewers - 1)
+            if self.viewers == 0 and not self.finished:
+                self._stop.set()
+
+
+class TrainingQueue:
+    def __init__(self, max_concurrent: int | None = None, threads_per_job: int | None = None, max_kept: int = 48):
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        # Two threads per job is where these small convolutions stop scaling; more jobs than
+        # cores / 2 would only slow every job down.
+        self.max_concurrent = max_concurrent or max(1, cores // 2)
+        self.threads_per_job = threads_per_job or max(1, cores // self.max_concurrent)
+        self.max_kept = max_kept
+        self._pool = ThreadPoolExecutor(max_workers=self.max_concurrent, thread_name_prefix="train")
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._waiting: list[Job] = []
+        self._lock = threading.Lock()
+
+    def submit(
+        self, lab: TrainLab, data: TensorData | None = None, data_key: str = "phantom", init_state: dict | None = None
+    ) -> Job:
+        """Queue a run, or join the identical one. Uploaded data must pass a per-session
+        `data_key`, so no two sessions ever share a result built from someone's upload."""
+        key = lab_key(lab, data_key)
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None and job.state not in ("failed", "stopped"):
+                job.viewers += 1
+                self._jobs.move_to_end(key)
+                return job
+            job = Job(key=key, lab=lab, _queue=self)
+            self._jobs[key] = job
+            self._waiting.append(job)
+            self._evict()
+        self._pool.submit(self._run, job, data, init_state)
+        return job
+
+    def position(self, job: Job) -> int:
+        with self._lock:
+            return self._waiting.index(job) + 1 if job in self._waiting else 0
+
+    def queued(self) -> int:
+        with self._lock:
+            return len(self._waiting)
+
+    def running(self) -> int:
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.state == "running")
+
+    def _evict(self) -> None:
+        finished = [k for k, j in self._jobs.items() if j.finished]
+        while len(self._jobs) > self.max_kept and finished:
+            self._jobs.pop(finished.pop(0))
+
+    def _run(self, job: Job, data: TensorData | None, init_state: dict | None) -> None:
+        import torch
+
+        with self._lock:
+            self._waiting.remove(job)
+            if job._stop.is_set():
+                job.state, job.finished_at = "stopped", time.monotonic()
+                return
+            job.state, job.started_at = "running", time.monotonic()
+        torch.set_num_threads(self.threads_per_job)
+        total_epochs = max(1, job.lab.num_epochs)
+
+        def on_batch(epoch: int, batch: int, num_batches: int) -> None:
+            job.progress = ((epoch - 1) + batch / num_batches) / total_epochs
+
+        def on_epoch(record: EpochRecord, _history) -> None:
+            job.epochs = [*job.epochs, record]  # a new list: readers never see it half-built
+
+        try:
+            job.result = run_experiment(
+                job.lab, data, on_epoch=on_epoch, on_batch=on_batch, should_stop=job._stop.is_set, init_state=init_state
+            )
+            job.state = "stopped" if job.result.history.stopped_by_user else "done"
+        except Exception as exc:  # a failed run is reported on the page, never crashes the server
+            job.error = f"{type(exc).__name__}: {exc}"
+            job.state = "failed"
+            traceback.print_exc()
+        finally:
+            job.progress = 1.0 if job.state == "done" else job.progress
+            job.finished_at = time.monotonic()
+
+
+_QUEUE: TrainingQueue | None = None
+_QUEUE_LOCK = threading.Lock()
+
+
+def training_queue() -> TrainingQueue:
+    """The process-wide queue, created on first use."""
+    global _QUEUE
+    with _QUEUE_LOCK:
+        if _QUEUE is None:
+            _QUEUE = TrainingQueue()
+        return _QUEUE
