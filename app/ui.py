@@ -17,7 +17,6 @@ session, so a copied URL reopens the same setup and values survive page switches
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
@@ -407,5 +406,23 @@ def _lab_title(question) -> str:
     return question.lab
 
 
-def lab_state_fields(state) -> dict:
-    return dataclasses.asdict(state)
+# ---------------------------------------------------------------------------------------------
+# Models shared across chapters
+
+
+@st.cache_resource(show_spinner=False)
+def default_model():
+    """The shipped default classifier (primer.default_model.DefaultModel), loaded once per
+    process and shared read-only by every session. Heavy imports happen here, not at start-up."""
+    from primer.default_model import load_default
+
+    return load_default()
+
+
+USER_RUN_KEY = "training.user_run"
+
+
+def user_run():
+    """The last finished run of this session's training lab (primer.train.RunResult), or None.
+    The metrics and saliency chapters offer it beside the default model."""
+    return st.session_state.get(USER_RUN_KEY)
