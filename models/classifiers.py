@@ -1,8 +1,8 @@
 """Small 1-channel image classifiers for 32–64 px inputs.
 
-Each is a few blocks of 3×3 convolutions that halve the resolution stage by stage, global
-average pooling, and a linear layer to class logits. They differ only in the block, so a
-head-to-head race shows what the block buys. Every ReLU is non-inplace: Captum's attribution
+Each is a few blocks of 3×3 convolutions that halve the resolution stage by stage, global max
+pooling (the most lesion-like location decides), and a linear layer to class logits. They
+differ only in the block, so a head-to-head race shows what the block buys. Every ReLU is non-inplace: Captum's attribution
 hooks need the pre-activation values intact.
 """
 
@@ -23,7 +23,7 @@ def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
 
 
 class Classifier(nn.Module):
-    """stem → stages (each ends by halving H and W) → global average pool → dropout → linear."""
+    """stem → stages (each ends by halving H and W) → global max (or average) pool → dropout → linear."""
 
     def __init__(self, features: nn.Sequential, channels: int, num_classes: int, dropout: float, pool: str = "max"):
         super().__init__()

@@ -56,7 +56,7 @@ def checkpoint_bytes(result: RunResult) -> bytes:
                 "test_accuracy": result.test_accuracy,
                 "epochs": len(result.history.epochs),
             },
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
         },
         buffer,
     )

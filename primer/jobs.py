@@ -23,12 +23,12 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from primer.train import EpochRecord, RunResult, TensorData, TrainLab, run_experiment
+from primer.train import EpochRecord, RunResult, TensorData, TrainLab, cross_validate, run_experiment
 
 
-def lab_key(lab: TrainLab, data_key: str = "phantom") -> str:
-    """Identity of a run: every setting, the seed and the data."""
-    payload = json.dumps({"lab": asdict(lab), "data": data_key}, sort_keys=True)
+def lab_key(lab: TrainLab, data_key: str = "phantom", kind: str = "train") -> str:
+    """Identity of a run: what it computes, every setting, the seed and the data."""
+    payload = json.dumps({"lab": asdict(lab), "data": data_key, "kind": kind}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -36,10 +36,11 @@ def lab_key(lab: TrainLab, data_key: str = "phantom") -> str:
 class Job:
     key: str
     lab: TrainLab
+    kind: str = "train"  # train: one run (RunResult); cv: k-fold cross-validation (dict)
     state: str = "queued"  # queued → running → done | stopped | failed
     epochs: list[EpochRecord] = field(default_factory=list)
     progress: float = 0.0  # fraction of all training steps done
-    result: RunResult | None = None
+    result: RunResult | dict | None = None
     error: str | None = None
     submitted_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
@@ -89,22 +90,23 @@ class TrainingQueue:
         self._lock = threading.Lock()
 
     def submit(
-        self, lab: TrainLab, data: TensorData | None = None, data_key: str = "phantom", init_state: dict | None = None
+        self, lab: TrainLab, data: TensorData | None = None, data_key: str = "phantom", kind: str = "train"
     ) -> Job:
-        """Queue a run, or join the identical one. Uploaded data must pass a per-session
-        `data_key`, so no two sessions ever share a result built from someone's upload."""
-        key = lab_key(lab, data_key)
+        """Queue a run (kind "train") or a k-fold cross-validation ("cv"), or join the identical
+        one. Uploaded data must pass a per-session `data_key`, so no two sessions ever share a
+        result built from someone's upload."""
+        key = lab_key(lab, data_key, kind)
         with self._lock:
             job = self._jobs.get(key)
             if job is not None and job.state not in ("failed", "stopped"):
                 job.viewers += 1
                 self._jobs.move_to_end(key)
                 return job
-            job = Job(key=key, lab=lab, _queue=self)
+            job = Job(key=key, lab=lab, kind=kind, _queue=self)
             self._jobs[key] = job
             self._waiting.append(job)
             self._evict()
-        self._pool.submit(self._run, job, data, init_state)
+        self._pool.submit(self._run, job, data)
         return job
 
     def position(self, job: Job) -> int:
@@ -124,7 +126,7 @@ class TrainingQueue:
         while len(self._jobs) > self.max_kept and finished:
             self._jobs.pop(finished.pop(0))
 
-    def _run(self, job: Job, data: TensorData | None, init_state: dict | None) -> None:
+    def _run(self, job: Job, data: TensorData | None) -> None:
         import torch
 
         with self._lock:
@@ -142,11 +144,18 @@ class TrainingQueue:
         def on_epoch(record: EpochRecord, _history) -> None:
             job.epochs = [*job.epochs, record]  # a new list: readers never see it half-built
 
+        def on_fold(fold: int, k: int) -> None:
+            job.progress = fold / k
+
         try:
-            job.result = run_experiment(
-                job.lab, data, on_epoch=on_epoch, on_batch=on_batch, should_stop=job._stop.is_set, init_state=init_state
-            )
-            job.state = "stopped" if job.result.history.stopped_by_user else "done"
+            if job.kind == "cv":
+                job.result = cross_validate(job.lab, data, on_fold=on_fold, should_stop=job._stop.is_set)
+                job.state = "stopped" if job.result["stopped"] else "done"
+            else:
+                job.result = run_experiment(
+                    job.lab, data, on_epoch=on_epoch, on_batch=on_batch, should_stop=job._stop.is_set
+                )
+                job.state = "stopped" if job.result.history.stopped_by_user else "done"
         except Exception as exc:  # a failed run is reported on the page, never crashes the server
             job.error = f"{type(exc).__name__}: {exc}"
             job.state = "failed"

@@ -14,6 +14,7 @@ bit-identical histories even while other users train in other threads.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -42,17 +43,17 @@ class TensorData:
     patient: torch.Tensor  # (N,) int64: images of one patient never straddle a split
     classes: tuple[str, ...]
     mask: torch.Tensor | None = None  # (N, H, W) bool lesion masks, when known
+    split_index: torch.Tensor | None = None  # (N,) 0 train, 1 val, 2 test when the data set fixes its split
 
     def __len__(self) -> int:
         return len(self.y)
 
     def subset(self, index: torch.Tensor) -> TensorData:
+        def pick(t):
+            return None if t is None else t[index]
+
         return TensorData(
-            self.x[index],
-            self.y[index],
-            self.patient[index],
-            self.classes,
-            None if self.mask is None else self.mask[index],
+            self.x[index], self.y[index], self.patient[index], self.classes, pick(self.mask), pick(self.split_index)
         )
 
 
@@ -111,8 +112,15 @@ class Splits:
 
 
 def split(data: TensorData, config: SplitConfig = SplitConfig()) -> Splits:
-    """Random train/val/test split by patient (default) or, to show leakage, by image."""
+    """Random train/val/test split by patient (default) or, to show leakage, by image. A data
+    set that ships its own split (MedMNIST) keeps it."""
     g = torch.Generator().manual_seed(config.seed)
+    if data.split_index is not None:
+        parts = {
+            name: data.subset((data.split_index == i).nonzero().squeeze(1))
+            for i, name in enumerate(("train", "val", "test"))
+        }
+        return _cap_train(Splits(**parts), config, g)
     units = torch.unique(data.patient) if config.by == "patient" else torch.arange(len(data))
     units = units[torch.randperm(len(units), generator=g)]
     n_val = max(1, round(config.val_fraction * len(units)))
@@ -120,10 +128,15 @@ def split(data: TensorData, config: SplitConfig = SplitConfig()) -> Splits:
     groups = {"val": units[:n_val], "test": units[n_val : n_val + n_test], "train": units[n_val + n_test :]}
     key = data.patient if config.by == "patient" else torch.arange(len(data))
     parts = {name: data.subset(torch.isin(key, members).nonzero().squeeze(1)) for name, members in groups.items()}
-    if config.num_train and config.num_train < len(parts["train"]):
-        keep = torch.randperm(len(parts["train"]), generator=g)[: config.num_train].sort().values
-        parts["train"] = parts["train"].subset(keep)
-    return Splits(**parts)
+    return _cap_train(Splits(**parts), config, g)
+
+
+def _cap_train(splits: Splits, config: SplitConfig, g: torch.Generator) -> Splits:
+    """Keep a random `num_train` training images (learning curves, few-label fine-tuning)."""
+    if config.num_train and config.num_train < len(splits.train):
+        keep = torch.randperm(len(splits.train), generator=g)[: config.num_train].sort().values
+        splits.train = splits.train.subset(keep)
+    return splits
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,6 +149,19 @@ class AugmentConfig:
     max_rotation_deg: float = 15.0  # small: patients are positioned roughly the same way
     intensity: float = 0.1  # ± gain and offset jitter, like differences in exposure and windowing
     noise: float = 0.1  # extra white noise up to this std, like a noisier acquisition
+
+
+def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Rotate each image of (N, C, H, W) about its centre by its own angle (counter-clockwise,
+    degrees), bilinear, reflecting at the border so no black corners appear."""
+    angle = torch.deg2rad(degrees)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    zero = torch.zeros_like(angle)
+    # affine_grid maps output to input (x right, y down): sampling from the clockwise-rotated
+    # position turns the picture counter-clockwise as seen on screen
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)  # (N, 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (N, H, W, 2)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
 def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
@@ -151,12 +177,8 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Te
         x = torch.where(flip_h[:, None, None, None], x.flip(3), x)
         x = torch.where(flip_v[:, None, None, None], x.flip(2), x)
     if cfg.max_rotation_deg > 0:
-        angle = (torch.rand(n, generator=g) * 2 - 1) * math.radians(cfg.max_rotation_deg)
-        cos, sin = torch.cos(angle), torch.sin(angle)
-        zero = torch.zeros_like(angle)
-        theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)  # (N, 2, 3)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (N, H, W, 2)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        angles = (torch.rand(n, generator=g) * 2 - 1) * cfg.max_rotation_deg
+        x = rotate(x, angles)
     if cfg.intensity > 0:
         gain = 1 + (torch.rand(n, 1, 1, 1, generator=g) * 2 - 1) * cfg.intensity
         offset = (torch.rand(n, 1, 1, 1, generator=g) * 2 - 1) * cfg.intensity
@@ -377,6 +399,7 @@ class TrainLab:
     weight_decay: float = 0.0
     augment: bool = False
     early_stopping_patience: int = 0
+    init: str = "scratch"  # scratch | pretrained (start from the default lesion-detection model)
     seed: int = 0
 
     def phantom_config(self) -> PhantomConfig:
@@ -430,6 +453,7 @@ class RunResult:
     test_accuracy: float
     seconds: float
     leaked_patients: int = 0
+    fresh_auc: float | None = None  # on 600 images of new patients, generated for this check only
 
     def model(self) -> nn.Module:
         net = build_model(self.lab, self.num_classes)
@@ -454,11 +478,15 @@ def run_experiment(
 ) -> RunResult:
     """Generate (or take) the data, split it, build the model, train, and score the test set once.
 
-    `init_state` starts from other weights (transfer learning) instead of a fresh initialisation."""
-    data = data if data is not None else phantom_data(lab.phantom_config())
+    `init_state` (or `lab.init == "pretrained"`) starts from other weights (transfer learning)
+    instead of a fresh initialisation."""
+    own_data = data is not None
+    data = data if own_data else phantom_data(lab.phantom_config())
     splits = split(data, lab.split_config())
     num_classes = len(data.classes)
     model = build_model(lab, num_classes, in_channels=data.x.shape[1])
+    if init_state is None and lab.init == "pretrained":
+        init_state = pretrained_state(lab, num_classes)
     if init_state is not None:
         model.load_state_dict(init_state)
     start = time.perf_counter()
@@ -481,24 +509,65 @@ def run_experiment(
         test_accuracy=float((test_probs.argmax(1) == splits.test.y).float().mean()),
         seconds=seconds,
         leaked_patients=splits.leaked_patients(),
+        fresh_auc=None if own_data else fresh_patients_auc(model, lab),
     )
 
 
-def cross_validate(lab: TrainLab, data: TensorData | None = None, k: int = 5) -> dict:
-    """k-fold cross-validation grouped by patient: validation AUC per fold, mean and SD."""
-    data = data if data is not None else phantom_data(lab.phantom_config())
-    g = torch.Generator().manual_seed(lab.seed)
+def fresh_patients_auc(model: nn.Module, lab: TrainLab, n: int = 600) -> float:
+    """AUC on images of patients the split never saw, one image each: an honest external check
+    that a leaky split cannot inflate."""
+    config = lab.phantom_config().replace(n=n, images_per_patient=1, seed=lab.seed + 10_000)
+    fresh = phantom_data(config)
+    return auc_score(fresh.y, predict(model, fresh.x))
+
+
+class TrainError(ValueError):
+    def __init__(self, code: str, **detail):
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+def pretrained_state(lab: TrainLab, num_classes: int) -> dict:
+    """Weights of the shipped default model (trained to detect lesions) to fine-tune from."""
+    from primer.default_model import CHECKPOINT, load_checkpoint
+
+    source, model, _ = load_checkpoint(CHECKPOINT)
+    if (source.model, source.width, num_classes) != (lab.model, lab.width, 2):
+        raise TrainError("pretrained_mismatch", model=source.model, width=source.width)
+    return model.state_dict()
+
+
+def patient_folds(data: TensorData, k: int, seed: int) -> list[torch.Tensor]:
+    """k disjoint sets of patient ids covering every patient once, in random order."""
+    g = torch.Generator().manual_seed(seed)
     patients = torch.unique(data.patient)
-    patients = patients[torch.randperm(len(patients), generator=g)]
-    folds = torch.tensor_split(patients, k)
-    aucs = []
-    for i, held_out in enumerate(folds):
+    return list(torch.tensor_split(patients[torch.randperm(len(patients), generator=g)], k))
+
+
+def cross_validate(
+    lab: TrainLab, data: TensorData | None = None, k: int = 5, *, on_fold=None, should_stop=None
+) -> dict:
+    """k-fold cross-validation grouped by patient: every patient is validated exactly once, by a
+    model that never saw any of their images. Returns validation AUC per fold, mean and SD."""
+    data = data if data is not None else phantom_data(lab.phantom_config())
+    aucs, stopped = [], False
+    for i, held_out in enumerate(patient_folds(data, k, lab.seed)):
         val_mask = torch.isin(data.patient, held_out)
         splits = Splits(train=data.subset(~val_mask), val=data.subset(val_mask), test=data.subset(val_mask))
-        model = models.build(
-            lab.model, seed=lab.seed + i, num_classes=len(data.classes), width=lab.width, dropout=lab.dropout
-        )
-        fit(model, splits, lab.train_config())
+        model = build_model(dataclasses.replace(lab, seed=lab.seed + i), len(data.classes), data.x.shape[1])
+        history = fit(model, splits, lab.train_config(), should_stop=should_stop)
+        if history.stopped_by_user:
+            stopped = True
+            break
         aucs.append(evaluate(model, splits.val)[2])
-    aucs_np = np.array(aucs)
-    return {"fold_aucs": aucs, "mean": float(aucs_np.mean()), "sd": float(aucs_np.std(ddof=1)) if k > 1 else 0.0}
+        if on_fold is not None:
+            on_fold(i + 1, k)
+    values = np.array(aucs)
+    return {
+        "k": k,
+        "fold_aucs": aucs,
+        "mean": float(values.mean()) if len(values) else float("nan"),
+        "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "stopped": stopped,
+    }

@@ -1,0 +1,46 @@
+"""Training and validation: train a small CNN live and watch it learn, overfit, diverge or leak."""
+
+import streamlit as st
+
+from app import ui
+from app.widgets import training_panel as panel
+from primer.train import TrainLab
+
+page = ui.ChapterPage("training")
+page.lesson("intro")
+
+lab = page.lab(TrainLab)
+lab.presets()
+
+controls, results = st.columns([1.25, 2], gap="large")
+with controls:
+    panel.controls(page, lab)
+state = lab.state()
+with results:
+    issue = panel.problem(state)
+    if issue:
+        st.error(page.t(issue))
+    else:
+        panel.run_panel(page, state)
+    with st.expander(page.t("data_preview"), expanded=not ui.presenting(), icon=":material/image:"):
+        panel.data_preview(page, state)
+panel.results(page)
+
+if not ui.presenting():
+    panel.own_data_panel(page)
+    panel.cross_validation_panel(page, state)
+    st.header(page.t("lessons"))
+    for lesson_id in (
+        "loss",
+        "gradient_descent",
+        "learning_rate",
+        "batch_epoch",
+        "fitting",
+        "regularization",
+        "augmentation",
+        "transfer_learning",
+        "splits",
+        "cross_validation",
+    ):
+        page.lesson(lesson_id, expanded=False)
+page.quiz()

@@ -1,0 +1,113 @@
+"""Training lab budgets, measured in one run on this machine:
+
+- time for the default setup to reach validation AUC ≥ 0.95 (budget ≤ 10 s of training);
+- training throughput (FLOPs from torch.utils.flop_counter) as a fraction of this machine's
+  float32 matrix-multiply peak measured in the same run (budget ≥ 35%);
+- the CNN's test AUC over the exact ideal observer's AUC on the signal-known-exactly variant of
+  the task (goal ≥ 0.97), at the default contrast and at a harder one.
+
+Usage: .venv/bin/python -m bench.training [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+import models
+from primer.observer import ideal_observer
+from primer.train import TrainLab, fit, phantom_data, run_experiment, split
+
+
+def matmul_peak(seconds: float = 3.0) -> float:
+    """Best float32 GFLOP/s of square matrix products (the machine's practical peak)."""
+    best = 0.0
+    for n in (1024, 2048, 3072):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        a @ b
+        deadline = time.perf_counter() + seconds / 3
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            a @ b
+            best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def step_throughput(lab: TrainLab, steps: int = 40) -> tuple[float, float]:
+    """(GFLOP/s, images/s) of the default model's training steps, counted by torch."""
+    model = models.build(lab.model, seed=0, width=lab.width).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lab.learning_rate)
+    x = torch.randn(lab.batch_size, 1, 64, 64).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 2, (lab.batch_size,))
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+    for _ in range(5):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    elapsed = time.perf_counter() - start
+    return flops * steps / elapsed / 1e9, lab.batch_size * steps / elapsed
+
+
+def time_to_auc(lab: TrainLab, target: float = 0.95) -> tuple[float | None, list]:
+    data = phantom_data(lab.phantom_config())
+    splits = split(data, lab.split_config())
+    model = models.build(lab.model, seed=lab.seed, width=lab.width)
+    reached: list[float] = []
+
+    def on_epoch(record, _history):
+        if record.val_auc >= target and not reached:
+            reached.append(record.seconds)
+
+    history = fit(model, splits, lab.train_config(), on_epoch=on_epoch)
+    return (reached[0] if reached else None), history.epochs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    lab = TrainLab()
+
+    peak = matmul_peak()
+    gflops, images_per_s = step_throughput(lab)
+    print(f"float32 matmul peak: {peak:.1f} GFLOP/s ({args.threads} threads)")
+    print(
+        f"training steps: {gflops:.1f} GFLOP/s = {gflops / peak:.0%} of peak, {images_per_s:.0f} images/s  (budget >= 35%)"
+    )
+
+    seconds, epochs = time_to_auc(lab)
+    curve = ", ".join(f"{e.val_auc:.3f}@{e.seconds:.1f}s" for e in epochs)
+    print(f"default setup: validation AUC per epoch: {curve}")
+    print(
+        f"time to validation AUC >= 0.95: {seconds:.1f} s  (budget <= 10 s)"
+        if seconds
+        else "validation AUC never reached 0.95"
+    )
+
+    for contrast, epochs_needed in ((lab.contrast, lab.num_epochs), (1.0, 20)):
+        ske = dataclasses.replace(lab, task="ske", contrast=contrast, num_epochs=epochs_needed, num_images=4000)
+        result = run_experiment(ske)
+        io = ideal_observer(ske.phantom_config()).auc
+        print(
+            f"SKE variant, contrast {contrast}: CNN test AUC {result.test_auc:.4f}, ideal observer {io:.4f}, ratio {result.test_auc / io:.3f}  (goal >= 0.97)"
+        )
+
+
+if __name__ == "__main__":
+    main()

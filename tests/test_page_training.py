@@ -1,0 +1,107 @@
+"""The training lab in AppTest: controls, presets, a short real training run, own data, errors."""
+
+import io
+import time
+import zipfile
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import assert_no_exception, run_page
+
+PAGE = "pages/training.py"
+TINY = {"train.num_images": "500", "train.num_epochs": "2", "train.width": "4"}
+
+
+def wait_for_job(at, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = at.session_state["training.job"]
+        if job.finished:
+            return job
+        time.sleep(0.2)
+    raise AssertionError("training did not finish")
+
+
+def texts(at) -> str:
+    return " ".join(
+        str(e.value) for e in (*at.markdown, *at.caption, *at.subheader, *at.info, *at.error, *at.warning, *at.success)
+    )
+
+
+def test_page_shows_controls_and_a_data_preview():
+    at = run_page(PAGE)
+    assert_no_exception(at)
+    keys = {w.key for w in (*at.slider, *at.select_slider, *at.selectbox, *at.toggle, *at.number_input) if w.key}
+    assert {
+        "train.contrast",
+        "train.learning_rate",
+        "train.batch_size",
+        "train.num_epochs",
+        "train.seed",
+        "train.task",
+    } <= keys
+    assert at.get("plotly_chart"), "the data preview is drawn"
+    assert "ideal observer" in texts(at)
+
+
+def test_a_preset_sets_its_values():
+    at = run_page(PAGE)
+    at.selectbox(key="presetpick.train").set_value("overfit")
+    at.button(key="presetapply.train").click().run()
+    assert_no_exception(at)
+    assert at.select_slider(key="train.num_train").value == 150
+    assert at.select_slider(key="train.width").value == 16
+    assert at.slider(key="train.num_epochs").value == 30
+    assert "150 training images" in texts(at)
+
+
+def test_train_streams_curves_and_ends_with_a_results_card():
+    at = run_page(PAGE, query=TINY)
+    at.button(key="training.train").click().run()
+    assert_no_exception(at)
+    job = wait_for_job(at)
+    assert job.state == "done", job.error
+    at.run()
+    assert_no_exception(at)
+    body = texts(at)
+    assert "Results on the test set" in body
+    metrics = {m.label: m.value for m in at.metric}
+    assert 0.0 <= float(metrics["Test AUC"]) <= 1.0
+    assert float(metrics["AUC on new patients"]) > 0
+    assert len(at.get("plotly_chart")) >= 4  # preview, curves, confusion matrix, examples
+    assert at.session_state["training.user_run"] is job.result, "metrics and saliency chapters can use it"
+    # pressing Train again with the same settings reuses the finished run instantly
+    at.button(key="training.train").click().run()
+    assert at.session_state["training.job"] is job
+
+
+def test_impossible_settings_are_explained_not_run():
+    at = run_page(PAGE, query={"train.init": "Pretrained", "train.width": "16"})
+    assert_no_exception(at)
+    assert any("width 8" in e.value for e in at.error)
+    assert not any(b.key == "training.train" for b in at.button)
+
+
+def zip_of_classes() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for cls, value in (("benign", 60), ("malignant", 190)):
+            for i in range(12):
+                png = io.BytesIO()
+                Image.fromarray(np.full((20, 20), value + i, np.uint8)).save(png, format="PNG")
+                archive.writestr(f"{cls}/{i}.png", png.getvalue())
+    return buffer.getvalue()
+
+
+def test_own_data_upload_good_and_bad():
+    at = run_page(PAGE)
+    uploader = at.get("file_uploader")[0]
+    uploader.upload("not-a-dataset.zip", b"hello", "application/zip").run()
+    assert_no_exception(at)
+    assert any("not a .zip" in e.value for e in at.error)
+    at.get("file_uploader")[0].upload("lesions.zip", zip_of_classes(), "application/zip").run()
+    assert_no_exception(at)
+    assert any("24 images" in s.value for s in at.success)
+    at.toggle(key="training.use_own").set_value(True).run()
+    assert_no_exception(at)
