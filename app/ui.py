@@ -263,33 +263,35 @@ class LabBinding:
     # Presets and sharing ---------------------------------------------------------------------
 
     def presets(self, *, keep: bool = True) -> None:
-        """A preset picker with one sentence of commentary each, and a share link."""
+        """A preset picker; after Apply, the preset's one sentence of commentary. The picker is
+        not part of the lab's state (the controls are), so a shared link restores the setup."""
         presets = labstate.load_presets(self.page.id).get(self.id, ())
         if not presets:
             return
         by_id = {p.id: p for p in presets}
-        picker_key = f"presetpick.{self.id}"
+        picker_key, applied_key = f"presetpick.{self.id}", f"presetapplied.{self.id}"
 
         def apply():
             chosen = by_id.get(st.session_state.get(picker_key))
             if chosen is not None:
                 self.reset()
                 self.set(**chosen.values)
-                st.session_state[f"presetapplied.{self.id}"] = chosen.id
+                st.session_state[applied_key] = chosen.id
 
         with self._where(keep):
             cols = st.columns([3, 1], vertical_alignment="bottom")
             cols[0].selectbox(
                 t("preset.label"),
                 list(by_id),
+                index=None,
+                placeholder=t("preset.placeholder"),
                 format_func=lambda pid: bi(by_id[pid].title),
                 key=picker_key,
-                persist_state="session",
             )
             cols[1].button(t("preset.apply"), key=f"presetapply.{self.id}", on_click=apply, width="stretch")
-            chosen = by_id.get(st.session_state.get(picker_key))
-            if chosen is not None:
-                st.caption(f"{bi(chosen.commentary)}")
+            applied = by_id.get(st.session_state.get(applied_key))
+            if applied is not None:
+                st.caption(f"**{bi(applied.title)}**: {bi(applied.commentary)}")
         if instructor() and not presenting():
             self.share_link()
 

@@ -115,21 +115,23 @@ def new_page(browser):
         context.close()
 
 
-def wait_idle(page, timeout_ms: int = 90_000) -> None:
-    """Wait until the app has rendered a title and no script run is in progress."""
+def wait_idle(page, timeout_ms: int = 120_000, quiet_s: float = 1.5) -> None:
+    """Wait until the app has rendered a title, no script run is in progress (no status widget,
+    no stale or skeleton elements) and the main area's text has stopped changing for `quiet_s`."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
     page.wait_for_selector("h1", timeout=timeout_ms)
+    busy = '[data-testid="stStatusWidget"], [data-stale="true"], [data-testid="stSkeleton"]'
     deadline = time.monotonic() + timeout_ms / 1000
-    quiet_since = None
+    last_text, quiet_since = None, None
     while time.monotonic() < deadline:
-        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
-        if running:
-            quiet_since = None
+        text = page.locator('[data-testid="stMain"]').inner_text() if page.locator('[data-testid="stMain"]').count() else ""
+        if page.locator(busy).count() or text != last_text:
+            quiet_since, last_text = None, text
         elif quiet_since is None:
             quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since > 0.8:
+        elif time.monotonic() - quiet_since > quiet_s:
             return
-        page.wait_for_timeout(100)
+        page.wait_for_timeout(150)
     raise AssertionError("the app kept running past the timeout")
 
 
