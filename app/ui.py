@@ -324,8 +324,9 @@ def quiz_question(question: quiz_core.Question, number: int, *, scope: str = "qu
         if question.kind == "figure":
             fq = _figure_question(question)
             key_value = quiz_core.answer_key(question, fq)
-            if hasattr(fq.figure, "to_plotly_json"):
-                figure(fq.figure, key=f"{widget_key}.fig", height=320)
+            if isinstance(fq.figure, dict):
+                layout = {**fq.figure.get("layout", {}), "height": fq.figure.get("layout", {}).get("height", 320)}
+                st.plotly_chart({**fq.figure, "layout": layout}, key=f"{widget_key}.fig", config={"displaylogo": False})
             else:
                 st.image(fq.figure, clamp=True, width=320)
         options = [bi(o) for o in question.options]
@@ -373,22 +374,21 @@ def quiz_question(question: quiz_core.Question, number: int, *, scope: str = "qu
                 st.caption(t("quiz.see_lab", lab=_lab_title(question)))
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _figure_question_cached(builder: str, params_items: tuple) -> quiz_core.FigureQuestion:
-    fake = quiz_core.Question(
-        chapter="",
-        id="",
-        kind="figure",
-        prompt={},
-        explanation={},
-        figure={"builder": builder, "params": dict(params_items)},
-    )
-    return quiz_core.build_figure(fake)
+@st.cache_resource(show_spinner=False, max_entries=128)
+def _figure_question_cached(builder: str, params_items: tuple) -> tuple[dict | object, object]:
+    """(figure as a plain dict, or an image array; computed answer), built once per process:
+    questions are deterministic, and a dict is cheap to hand to the browser on every rerun."""
+    spec = {"builder": builder, "params": dict(params_items)}
+    fake = quiz_core.Question(chapter="", id="", kind="figure", prompt={}, explanation={}, figure=spec)
+    built = quiz_core.build_figure(fake)
+    figure = built.figure.to_plotly_json() if hasattr(built.figure, "to_plotly_json") else built.figure
+    return figure, built.answer
 
 
 def _figure_question(question: quiz_core.Question) -> quiz_core.FigureQuestion:
     params = tuple(sorted(question.figure.get("params", {}).items()))
-    return _figure_question_cached(question.figure["builder"], params)
+    figure, answer = _figure_question_cached(question.figure["builder"], params)
+    return quiz_core.FigureQuestion(figure=figure, answer=answer)
 
 
 def _answer_text(question, key_value, options) -> str:

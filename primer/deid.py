@@ -288,10 +288,12 @@ _DUMMY_BY_VR: dict[str, object] = {
     "IS": "0",
     "DS": "0",
 }
-_DEIDENTIFICATION_METHOD = (
-    "DICOM PS3.15 E.1-1 Basic Application Level Confidentiality Profile "
-    "(teaching app; private tags removed; pixel data unchanged)"
-)
+# De-identification Method is LO: at most 64 characters per value, so one value per fact.
+_DEIDENTIFICATION_METHOD = [
+    "PS3.15 E.1-1 Basic Application Confidentiality Profile",
+    "Private attributes removed",
+    "Pixel data unchanged (burned-in text not removed)",
+]
 
 
 def _is_repeating_group_identifier(tag: BaseTag) -> bool:
@@ -527,6 +529,26 @@ def deidentify(ds: Dataset) -> bytes:
         raise DicomError("deid_failed", {"error": f"{type(exc).__name__}: {exc}"[:300]}) from exc
 
 
+# Secondary Capture Image Storage and its multi-frame variants (PS3.4 B.5): screenshots,
+# scanned documents and exported views, where text is part of the picture.
+_SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
+
+
+def burned_in_text_risk(ds: Dataset) -> bool:
+    """Whether the pixels may show identifying text that header de-identification leaves in place.
+
+    True when the file says so (Burned In Annotation = YES), and always for ultrasound and
+    secondary captures, where scanners print names, dates and institutions into the image and
+    the flag is often missing or wrong.
+    """
+    if str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
+        return True
+    sop_class = str(ds.get("SOPClassUID", "") or getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", ""))
+    if sop_class == _SECONDARY_CAPTURE_PREFIX or sop_class.startswith(_SECONDARY_CAPTURE_PREFIX + "."):
+        return True
+    return str(ds.get("Modality", "") or "").strip().upper() in ("US", "SC")
+
+
 def _syntax_from_encoding(ds: Dataset) -> UID:
     """The uncompressed transfer syntax matching how the data set was read."""
     implicit_vr, little_endian = getattr(ds, "original_encoding", (False, True))
@@ -538,6 +560,7 @@ def _syntax_from_encoding(ds: Dataset) -> UID:
 __all__ = [
     "BASIC_PROFILE_ACTIONS",
     "MetaRow",
+    "burned_in_text_risk",
     "deidentify",
     "is_identifying",
     "metadata_rows",

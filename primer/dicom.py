@@ -104,6 +104,9 @@ class DicomImage:
     lossy: bool  # lossy compression now or in the image's history
     sop_class: str  # e.g. "CT Image Storage"
     dataset: Dataset = field(repr=False)
+    # The decoded values as the file stores them, (frames, H, W[, 3]), before any LUT or colour
+    # conversion: the first step of dicom_to_tensor_steps, kept so it is not decoded twice.
+    stored: np.ndarray | None = field(default=None, repr=False)
 
 
 # ───────────────────────────────────────── reading ────────────────────────────────────────────
@@ -138,6 +141,7 @@ def read_dicom(source: bytes | str | os.PathLike, *, max_bytes_decoded: int = 51
     (rows × columns × frames × samples × bits) is checked before anything is decoded.
     Raises DicomError for every problem caused by the input, and nothing else.
     """
+    geometry = None
     try:
         ds = _parse(source)
         _require_image(ds)
@@ -151,7 +155,9 @@ def read_dicom(source: bytes | str | os.PathLike, *, max_bytes_decoded: int = 51
     except DicomError:
         raise
     except MemoryError as exc:
-        raise DicomError("too_large", {"error": "out of memory while decoding"}) from exc
+        # Same detail keys as a refusal before decoding, so one message fits both
+        detail = _size_detail(geometry, max_bytes_decoded) if geometry else {"limit_bytes": max_bytes_decoded}
+        raise DicomError("too_large", {**detail, "error": "out of memory while decoding"}) from exc
     except _NEVER_CAUGHT:
         raise
     except BaseException as exc:  # malformed values surface lazily, anywhere inside pydicom
@@ -309,24 +315,28 @@ def _geometry(ds: Dataset) -> _Geometry:
 def _refuse_if_too_large(g: _Geometry, max_bytes: int) -> None:
     """Refuse, before any allocation, an image whose decoded size exceeds `max_bytes`.
 
-    Counted: the decoder's output (1-bit data is unpacked to a byte per pixel) and ours
-    (float32 per grayscale pixel, 3 bytes per colour pixel), whichever is larger.
+    Counted: the decoder's output (1-bit data is unpacked to a byte per pixel), which the image
+    keeps as `stored`, plus ours (float32 per grayscale pixel, 3 bytes per colour pixel).
     """
+    detail = _size_detail(g, max_bytes)
+    if detail["needed_bytes"] > max_bytes:
+        raise DicomError("too_large", detail)
+
+
+def _size_detail(g: _Geometry, max_bytes: int) -> dict[str, int]:
+    """The detail of a too_large error: what the header declares, the memory that would take
+    (the decoded values plus our converted copy), and the limit."""
     declared_bytes = g.rows * g.cols * g.frames * g.samples * max(g.bits_allocated, 8) // 8
-    output_bytes = g.rows * g.cols * g.frames * (3 if g.is_color else 4)
-    if max(declared_bytes, output_bytes) > max_bytes:
-        raise DicomError(
-            "too_large",
-            {
-                "rows": g.rows,
-                "cols": g.cols,
-                "frames": g.frames,
-                "samples_per_pixel": g.samples,
-                "bits_allocated": g.bits_allocated,
-                "declared_bytes": declared_bytes,
-                "limit_bytes": max_bytes,
-            },
-        )
+    return {
+        "rows": g.rows,
+        "cols": g.cols,
+        "frames": g.frames,
+        "samples_per_pixel": g.samples,
+        "bits_allocated": g.bits_allocated,
+        "declared_bytes": declared_bytes,
+        "needed_bytes": declared_bytes + g.rows * g.cols * g.frames * (3 if g.is_color else 4),
+        "limit_bytes": max_bytes,
+    }
 
 
 def _codestream_size(frame: bytes, syntax: UID) -> tuple[int, int] | None:
@@ -408,6 +418,7 @@ def _to_image(ds: Dataset, syntax: UID, g: _Geometry, stored: np.ndarray, decode
         lossy=str(syntax) in _LOSSY_SYNTAXES or str(ds.get("LossyImageCompression", "")) == "01",
         sop_class=_sop_class_name(ds),
         dataset=ds,
+        stored=stored,
     )
 
 
@@ -644,6 +655,114 @@ def display_image(img: DicomImage, frame: int, center: float, width: float) -> n
     return shown.astype(np.uint8)
 
 
+def window_edges(center: float, width: float) -> tuple[float, float]:
+    """The values where the linear VOI ramp leaves black and reaches white (PS3.3 C.11.2.1.2.1).
+
+    Values ≤ the first are shown black (white for MONOCHROME1), values > the second white.
+    """
+    _check_window(center, width)
+    return center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which share of the pixels a window clips at each end, and which it spreads over grey."""
+
+    below: float  # shown at the darkest level (black; white for MONOCHROME1)
+    inside: float  # strictly inside the ramp: the only pixels whose differences stay visible
+    above: float  # shown at the brightest level (white; black for MONOCHROME1)
+
+
+def window_coverage(values: np.ndarray, center: float, width: float) -> Coverage:
+    """The fractions of `values` the linear VOI function maps to exactly 0, to exactly 1, and in
+    between. The ramp reaches 1 at its upper edge, so a value on that edge counts as clipped;
+    a width-1 window is a threshold at c − 0.5 (PS3.3 C.11.2.1.2.1)."""
+    low, high = window_edges(center, width)
+    x = np.asarray(values)
+    n = max(int(np.count_nonzero(np.isfinite(x))), 1)
+    below = int(np.count_nonzero(x <= low)) / n
+    above = int(np.count_nonzero(x > low if width == 1 else x >= high)) / n
+    return Coverage(below=below, inside=max(1.0 - below - above, 0.0), above=above)
+
+
+def hu_presets_apply(img: DicomImage) -> bool:
+    """Whether the HU window presets mean anything for this image: grayscale CT values.
+
+    A CT's rescaled values are Hounsfield units unless the file says otherwise; "US"
+    (unspecified), which some enhanced CT objects write, is taken as HU for a CT.
+    """
+    return not img.is_color and (img.units == "HU" or (img.modality == "CT" and img.units in ("US", "raw")))
+
+
+def suggested_window(img: DicomImage, preset: str | None = None) -> tuple[float, float, str]:
+    """The window a viewer opens an image with: (center, width, where it came from).
+
+    Colour: the identity on 0–255 (c = 128, w = 256 maps x to x/255 exactly). Grayscale: the
+    given preset if it applies, else the file's own first window, else a soft-tissue window for
+    CT, else the 1st–99th percentile window of all frames (stable while scrolling frames).
+    """
+    if img.is_color:
+        return 128.0, 256.0, "colour"
+    if preset in WINDOW_PRESETS and hu_presets_apply(img):
+        return (*WINDOW_PRESETS[preset], preset)
+    if img.file_windows:
+        center, width, _ = img.file_windows[0]
+        return center, width, "file"
+    if hu_presets_apply(img):
+        return (*WINDOW_PRESETS["mediastinum"], "mediastinum")
+    return (*auto_window(img.pixels), "auto")
+
+
+@dataclass(frozen=True)
+class WindowRange:
+    """Slider limits for an image's window: every value the image holds and every window offered."""
+
+    center_min: float
+    center_max: float
+    width_max: float
+    step: float
+    width_min: float = 1.0  # the linear VOI function needs w ≥ 1
+
+
+def _nice_step(raw: float) -> float:
+    """The 1, 2 or 5 × 10^k at or above `raw`."""
+    exponent = np.floor(np.log10(raw))
+    for mantissa in (1.0, 2.0, 5.0, 10.0):
+        if mantissa * 10**exponent >= raw:
+            return float(mantissa * 10**exponent)
+    return float(10 ** (exponent + 1))
+
+
+def window_range(img: DicomImage, include: tuple[tuple[float, float], ...] = ()) -> WindowRange:
+    """Center and width limits covering the image's values, its file windows, its auto window,
+    the HU presets when they apply and any `include`d (center, width) pairs (e.g. the lab's
+    defaults, so a slider's default always lies inside its range).
+
+    Integer-valued images step by 1 (one stored value) unless the range is very wide; float
+    images get about a thousand steps.
+    """
+    lo, hi = img.value_range
+    windows = list(include) + [(c, w) for c, w, _ in img.file_windows] + [auto_window(img.pixels)]
+    if hu_presets_apply(img):
+        windows += list(WINDOW_PRESETS.values())
+    center_lo = min([lo] + [c for c, _ in windows])
+    center_hi = max([hi] + [c for c, _ in windows])
+    width_hi = max([hi - lo + 1] + [w for _, w in windows])
+    sample = img.pixels.ravel()[:: max(img.pixels.size // 100_000, 1)]
+    integral = bool(np.all(np.mod(sample, 1) == 0))
+    span = max(center_hi - center_lo, width_hi, 1e-6)
+    if integral:
+        step = 1.0 if span <= 5000 else _nice_step(span / 2000)
+    else:
+        step = _nice_step(span / 1000)
+    return WindowRange(
+        center_min=float(np.floor(center_lo / step) * step),
+        center_max=float(np.ceil(center_hi / step) * step),
+        width_max=float(np.ceil(width_hi / step) * step),
+        step=step,
+    )
+
+
 # ──────────────────────────────────── from DICOM to tensor ────────────────────────────────────
 
 
@@ -696,12 +815,12 @@ def dicom_to_tensor_steps(
 
     _check_frame(img, frame)
     _check_window(center, width)
-    try:  # decode just this frame again to show the true stored values
-        stored = pixel_array(img.dataset, index=frame, raw=True)
+    try:  # the true stored values: kept from reading, else this frame decoded again
+        stored = img.stored[frame] if img.stored is not None else pixel_array(img.dataset, index=frame, raw=True)
     except _NEVER_CAUGHT:
         raise
     except BaseException as exc:
-        raise DicomError("decode_failed", {"error": _short(exc)}) from exc
+        raise DicomError("decode_failed", {"transfer_syntax": img.transfer_syntax, "error": _short(exc)}) from exc
     steps = [_step("stored", stored)]
 
     if img.is_color:
@@ -879,6 +998,7 @@ def load_example(example_id: str) -> DicomImage:
 
 
 __all__ = [
+    "Coverage",
     "DicomError",
     "DicomImage",
     "ERROR_CODES",
@@ -887,13 +1007,19 @@ __all__ = [
     "MetaRow",
     "Step",
     "WINDOW_PRESETS",
+    "WindowRange",
     "apply_window",
     "auto_window",
     "deidentify",
     "dicom_to_tensor_steps",
     "display_image",
+    "hu_presets_apply",
     "is_identifying",
     "load_example",
     "metadata_rows",
     "read_dicom",
+    "suggested_window",
+    "window_coverage",
+    "window_edges",
+    "window_range",
 ]

@@ -583,3 +583,160 @@ def test_error_codes_are_a_closed_list():
     assert len(set(ERROR_CODES)) == len(ERROR_CODES)
     with pytest.raises(ValueError):
         DicomError("not_a_code")
+
+
+# ─────────────────────────────── viewer helpers (the imaging page) ───────────────────────────
+
+
+def test_window_edges_and_coverage_by_hand():
+    hu = read_dicom(_path("CT_small.dcm")).pixels[0]
+    for center, width in [(40, 400), (-600, 1500), (40, 80), (0.5, 2)]:
+        low, high = dicom.window_edges(center, width)
+        # the linear function is exactly 0 at the lower edge and 1 just above the upper one
+        assert _window_by_hand(low, center, width) == 0.0 and _window_by_hand(high + 1e-6, center, width) == 1.0
+        below = sum(_window_by_hand(float(x), center, width) == 0.0 for x in hu.ravel()) / hu.size
+        above = sum(_window_by_hand(float(x), center, width) == 1.0 for x in hu.ravel()) / hu.size
+        coverage = dicom.window_coverage(hu, center, width)
+        assert coverage.below == pytest.approx(below) and coverage.above == pytest.approx(above)
+        assert coverage.below + coverage.inside + coverage.above == pytest.approx(1.0)
+
+
+def test_suggested_window_follows_preset_then_file_then_modality():
+    ct = read_dicom(_path("CT_small.dcm"))  # CT in HU, no window in the file
+    assert dicom.suggested_window(ct, "lung")[:2] == WINDOW_PRESETS["lung"]
+    assert dicom.suggested_window(ct)[:2] == WINDOW_PRESETS["mediastinum"]
+    mr = read_dicom(_path("MR_small.dcm"))
+    ds = pydicom.dcmread(_path("MR_small.dcm"))
+    assert dicom.suggested_window(mr, "lung")[:2] == (float(ds.WindowCenter), float(ds.WindowWidth))  # no HU
+    multiframe = read_dicom(_path("emri_small.dcm"))  # MR without a window
+    assert dicom.suggested_window(multiframe) == (*auto_window(multiframe.pixels), "auto")
+    colour = read_dicom(_path("US1_UNCR.dcm"))
+    center, width, _ = dicom.suggested_window(colour)
+    values = np.arange(256, dtype=np.float32)
+    np.testing.assert_allclose(apply_window(values, center, width), values / 255, atol=1e-6)  # identity
+
+
+def test_window_range_covers_the_image_and_every_offered_window():
+    for name in ("CT_small.dcm", "MR_small.dcm", "rtdose.dcm", "RG1_UNCR.dcm"):
+        img = read_dicom(_path(name))
+        limits = dicom.window_range(img, include=((40.0, 400.0),))
+        centers = [40.0, *img.value_range, *(c for c, _, _ in img.file_windows), auto_window(img.pixels)[0]]
+        widths = [400.0, img.value_range[1] - img.value_range[0] + 1, *(w for _, w, _ in img.file_windows)]
+        assert limits.center_min <= min(centers) and max(centers) <= limits.center_max, name
+        assert max(widths) <= limits.width_max and limits.width_min == 1.0, name
+        integral = np.all(np.mod(img.pixels, 1) == 0)
+        assert (limits.step >= 1) == bool(integral), name
+    ct_limits = dicom.window_range(read_dicom(_path("CT_small.dcm")))
+    assert ct_limits.step == 1.0 and ct_limits.center_min <= -600 and ct_limits.width_max >= 2000  # HU presets
+
+
+def test_burned_in_text_risk():
+    from primer.deid import burned_in_text_risk
+
+    assert burned_in_text_risk(pydicom.dcmread(_path("US1_UNCR.dcm")))  # ultrasound
+    assert burned_in_text_risk(pydicom.dcmread(_path("SC_rgb.dcm")))  # Secondary Capture SOP class
+    ct = pydicom.dcmread(_path("CT_small.dcm"))
+    assert not burned_in_text_risk(ct)
+    ct.BurnedInAnnotation = "YES"
+    assert burned_in_text_risk(ct)
+
+
+def test_too_large_detail_counts_the_memory_needed():
+    rows, cols, frames = 3000, 3000, 8
+    with pytest.raises(DicomError) as info:
+        read_dicom(_crafted(rows, cols, frames), max_bytes_decoded=100 * 1024**2)
+    detail = info.value.detail
+    assert detail["declared_bytes"] == rows * cols * frames * 2  # 16 bits allocated
+    assert detail["needed_bytes"] == rows * cols * frames * (2 + 4)  # stored values + float32 copy
+    assert detail["limit_bytes"] == 100 * 1024**2
+
+
+def test_stored_values_are_kept_as_decoded():
+    img = read_dicom(_path("emri_small_jpeg_ls_lossless.dcm"))
+    ds = pydicom.dcmread(_path("emri_small_jpeg_ls_lossless.dcm"))
+    np.testing.assert_array_equal(img.stored, ds.pixel_array)  # pydicom's own decode, all frames
+    steps = dicom_to_tensor_steps(img, 3, 200, 400, size=16)
+    np.testing.assert_array_equal(steps[0].array, ds.pixel_array[3])
+
+
+# ──────────────────────────────── figures of the imaging chapter ─────────────────────────────
+
+
+def test_display_grey_is_what_the_viewer_shows():
+    from primer.imaging_figures import display_grey
+
+    mono1 = read_dicom(_path("6154"))
+    center, width, _ = mono1.file_windows[0]
+    values = mono1.pixels[0].ravel()
+    shown = display_image(mono1, 0, center, width).ravel()
+    np.testing.assert_array_equal(display_grey(values, center, width, invert=True), shown)
+
+
+def test_image_figure_hover_holds_the_modality_values():
+    from primer.imaging_figures import image_figure
+
+    img = read_dicom(_path("CT_small.dcm"))
+    fig = image_figure(img, 0, 40, 400)
+    image, hover = fig.data
+    assert image.source.startswith("data:image/png;base64,")
+    np.testing.assert_array_equal(np.asarray(hover.z), img.pixels[0])  # exact HU under the cursor
+    assert fig.layout.yaxis.scaleratio == pytest.approx(1.0)  # square pixels (0.661 × 0.661 mm)
+    big = read_dicom(_path("RG1_UNCR.dcm"))  # 1955 × 1841: the readout is subsampled to ≤ 512
+    hover = image_figure(big, 0, *big.file_windows[0][:2]).data[1]
+    assert max(np.asarray(hover.z).shape) <= 512 and hover.dx == hover.dy == 4
+    np.testing.assert_array_equal(np.asarray(hover.z), big.pixels[0][::4, ::4])
+
+
+def test_histogram_figure_counts_every_pixel_in_its_grey():
+    from primer.imaging_figures import display_grey, histogram_figure
+
+    hu = read_dicom(_path("CT_small.dcm")).pixels[0]
+    fig = histogram_figure(hu, 40, 400, log_counts=False)
+    bars, ramp = fig.data
+    assert np.sum(bars.y) == hu.size
+    low, high = dicom.window_edges(40, 400)
+    assert list(ramp.x[1:3]) == [low, high] and list(ramp.y) == [0, 0, 255, 255]
+    greys = display_grey(np.asarray(bars.x), 40, 400)
+    assert bars.marker.color[0] == f"rgb({greys[0]},{greys[0]},{greys[0]})"
+
+
+def test_training_window_and_mismatch():
+    from primer.imaging_figures import TensorLab, mismatch, tensor_steps, training_window
+
+    img = read_dicom(_path("CT_small.dcm"))
+    center, width = training_window(img, 0, "full", 40, 400)
+    lo, hi = img.value_range
+    np.testing.assert_allclose(apply_window(np.array([lo, hi], np.float32), center, width), [0, 1])
+    assert training_window(img, 0, "same", 40, 400) == (40, 400)
+    lab = TensorLab(size=32)
+    now = tensor_steps(img, 0, 40, 400, lab)
+    assert mismatch(now, now).mean_abs == 0
+    trained = tensor_steps(img, 0, *WINDOW_PRESETS["lung"], lab)
+    result = mismatch(now, trained)
+    assert result.mean_abs == pytest.approx(float(np.abs(now[3].array - trained[3].array).mean()))
+
+
+def test_quiz_figures_compute_their_keys_from_the_data():
+    from primer.imaging_figures import TISSUE_CLASSES, quiz_tissue_in_box, quiz_window_ramp
+
+    ds = pydicom.dcmread(_path("CT_small.dcm"))
+    stored = np.frombuffer(ds.PixelData, dtype="<i2").reshape(ds.Rows, ds.Columns)
+    hu = stored * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    for top, left, expected in ((116, 40, "fat"), (4, 4, "air or lung"), (84, 28, "soft tissue, blood or water")):
+        question = quiz_tissue_in_box(top=top, left=left, size=8)
+        assert TISSUE_CLASSES[question.answer][0] == expected
+        assert question.extra["mean_hu"] == pytest.approx(hu[top : top + 8, left : left + 8].mean())
+    ramp = quiz_window_ramp(-600, 1500, "center")
+    assert ramp.answer == -600
+    low, high = ramp.figure.data[0].x[1:3]
+    assert (low + high) / 2 + 0.5 == pytest.approx(-600) and high - low + 1 == pytest.approx(1500)
+
+
+def test_deidentified_copy_is_valid_dicom():
+    """Every text value in the copy respects its VR's maximum length (PS3.5 table 6.2-1)."""
+    max_length = {"LO": 64, "SH": 16, "CS": 16, "PN": 64 * 5, "DA": 8, "AE": 16, "UI": 64, "LT": 10240}
+    copy = pydicom.dcmread(io.BytesIO(deidentify(pydicom.dcmread(_path("CT_small.dcm")))))
+    for elem in copy.iterall():
+        if elem.VR in max_length and elem.value not in (None, ""):
+            values = elem.value if isinstance(elem.value, pydicom.multival.MultiValue) else [elem.value]
+            assert all(len(str(v)) <= max_length[elem.VR] for v in values), elem
