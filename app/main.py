@@ -16,14 +16,14 @@ st.set_page_config(page_title="Deep Learning for Radiologists", page_icon="🩻"
 ui.sidebar()
 
 lang = ui.lang()
-home = st.Page("pages/home.py", title=ui.t("nav.home"), icon=":material/home:", url_path="home", default=True)
+home = st.Page("views/home.py", title=ui.t("nav.home"), icon=":material/home:", url_path="home", default=True)
 chapter_pages = [st.Page(c.page, title=c.text("title", lang), icon=c.icon, url_path=c.id) for c in content.chapters()]
 more = []
 if content.glossary():
     more.append(
-        st.Page("pages/glossary.py", title=ui.t("nav.glossary"), icon=":material/menu_book:", url_path="glossary")
+        st.Page("views/glossary.py", title=ui.t("nav.glossary"), icon=":material/menu_book:", url_path="glossary")
     )
-more.append(st.Page("pages/progress.py", title=ui.t("nav.progress"), icon=":material/school:", url_path="progress"))
+more.append(st.Page("views/progress.py", title=ui.t("nav.progress"), icon=":material/school:", url_path="progress"))
 
 sections = {"": [home], ui.t("nav.chapters"): chapter_pages, ui.t("nav.more"): more}
 st.navigation({name: pages for name, pages in sections.items() if pages}).run()

@@ -291,7 +291,8 @@ class LabBinding:
             cols[1].button(t("preset.apply"), key=f"presetapply.{self.id}", on_click=apply, width="stretch")
             applied = by_id.get(st.session_state.get(applied_key))
             if applied is not None:
-                st.caption(f"**{bi(applied.title)}**: {bi(applied.commentary)}")
+                # Keyed so a test can tell this session's note from the experiment's own output.
+                st.container(key=f"presetnote.{self.id}").caption(f"**{bi(applied.title)}**: {bi(applied.commentary)}")
         if instructor() and not presenting():
             self.share_link()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -48,6 +49,55 @@ def start_streamlit(script: str | Path, port: int | None = None) -> tuple[subpro
         env={**os.environ},
     )
     return proc, f"http://127.0.0.1:{port}"
+
+
+# Run inside the server process: time every script run (full or fragment) into a JSON-lines file,
+# from the start of the run until its last message is queued (the browser's drawing excluded).
+TIMED_SERVER = """
+import json, os, sys, time
+from streamlit.runtime.scriptrunner import script_runner
+_run_script = script_runner.ScriptRunner._run_script
+def timed(self, rerun_data):
+    start = time.perf_counter()
+    try:
+        return _run_script(self, rerun_data)
+    finally:
+        with open(os.environ["BENCH_RUN_LOG"], "a") as log:
+            log.write(json.dumps({"ms": 1000 * (time.perf_counter() - start), "page": rerun_data.page_name,
+                                  "fragment": bool(rerun_data.fragment_id_queue)}) + "\\n")
+script_runner.ScriptRunner._run_script = timed
+from streamlit.web.cli import main
+sys.argv = ["streamlit", "run", "app/main.py", "--server.port", sys.argv[1], "--server.headless", "true", *sys.argv[2:]]
+main()
+"""
+
+
+def start_timed_server(run_log: Path, options: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+    """Start the app with every script run's server time appended to `run_log` (JSON lines)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TIMED_SERVER, str(port), *options],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "BENCH_RUN_LOG": str(run_log)},
+    )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def read_runs(run_log: Path) -> list[dict]:
+    if not run_log.exists():
+        return []
+    return [json.loads(line) for line in run_log.read_text().splitlines() if line.strip()]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, in MB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def wait_healthy(url: str, timeout: float = 90) -> None:

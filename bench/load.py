@@ -4,8 +4,7 @@ Each simulated student is a websocket client speaking Streamlit's own protocol (
 BackMsg / ForwardMsg messages the browser sends and receives), so every interaction goes through
 the real server, session and script runner, exactly as a browser's would, without paying for 20
 browsers on the same two cores. A student walks through the chapters and moves each lab's main
-control (the new value arrives through the URL query string the control is bound to, as when a
-student changes it and the app updates the address); a few also press Train.
+control the way the browser moves it (bench/protocol.py); a few also press Train.
 
 Reported: interaction latency (send → script finished) p50/p95, errors (exception elements,
 dropped connections), training queue waits, and the server's RSS over time, including after
@@ -24,16 +23,10 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-import websockets
-from streamlit.proto.BackMsg_pb2 import BackMsg
-from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from bench.common import ROOT, percentile, rss_mb, start_streamlit, stop, wait_healthy
+from bench.interaction import labs_by_chapter, main_control
+from bench.protocol import Session
 
-from bench.common import ROOT, percentile, start_streamlit, stop, wait_healthy
-
-# page url path → (query parameter of its main control, values a student moves it through)
-LABS: dict[str, tuple[str, list[str]]] = {
-    "training": ("train.contrast", ["2.0", "2.25", "2.5", "2.75", "3.0"]),
-}
 WAITED = re.compile(r"waited ([0-9.]+) s in line")
 
 
@@ -46,95 +39,48 @@ class Stats:
     trainings_finished: int = 0
 
 
-class Session:
-    """One browser tab's worth of protocol: rerun requests in, deltas out."""
-
-    def __init__(self, url: str, stats: Stats):
-        self.ws_url = url.replace("http", "ws") + "/_stcore/stream"
-        self.origin = url
-        self.stats = stats
-        self.widget_ids: set[str] = set()  # ids of the widgets drawn so far (they end with the key)
-        self.texts: list[str] = []
-        self.ws = None
-
-    async def __aenter__(self):
-        self.ws = await websockets.connect(self.ws_url, subprotocols=["streamlit"], origin=self.origin, max_size=2**26)
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.ws.close()
-
-    async def rerun(self, page: str, query: str, widget_states=None, timeout: float = 120) -> float:
-        """Ask for a script run and wait for it to finish; returns the latency in seconds."""
-        msg = BackMsg()
-        msg.rerun_script.query_string = query
-        msg.rerun_script.page_name = page
-        for state in widget_states or []:
-            msg.rerun_script.widget_states.widgets.append(state)
-        self.texts = []
-        start = time.perf_counter()
-        await self.ws.send(msg.SerializeToString())
-        while True:
-            raw = await asyncio.wait_for(self.ws.recv(), timeout=timeout)
-            fwd = ForwardMsg()
-            fwd.ParseFromString(raw)
-            kind = fwd.WhichOneof("type")
-            if kind == "delta":
-                self._read_delta(fwd.delta)
-            elif kind == "script_finished":
-                return time.perf_counter() - start
-
-    def _read_delta(self, delta) -> None:
-        if delta.WhichOneof("type") != "new_element":
-            return
-        element = delta.new_element
-        kind = element.WhichOneof("type")
-        if kind == "exception":
-            self.stats.errors.append(f"{element.exception.type}: {element.exception.message}")
-            return
-        if kind == "markdown":
-            self.texts.append(element.markdown.body)
-        inner = getattr(element, kind, None) if kind else None
-        widget_id = getattr(inner, "id", "") if inner is not None else ""
-        if widget_id:
-            self.widget_ids.add(widget_id)
-
-    def widget_id(self, key: str) -> str | None:
-        return next((w for w in self.widget_ids if w.endswith(f"-{key}")), None)
+async def visit(session: Session, page: str, labs: list[str], stats: Stats, rng: random.Random, pause=True) -> None:
+    """Open a page, then move each lab's main control a few times, looking in between."""
+    stats.page_loads.append(await session.rerun(page))
+    for lab in labs:
+        widget = main_control(session, lab)
+        if widget is None:
+            continue
+        for _ in range(rng.randint(1, 3)):
+            stats.latencies.append(await session.move(page, widget.key, rng.choice(widget.choices())))
+            if pause:
+                await asyncio.sleep(rng.uniform(0.2, 1.0))  # a student looks before moving again
 
 
-async def student(index: int, url: str, stats: Stats, seconds: float, trains: bool) -> None:
+async def student(index: int, url: str, pages: dict[str, list[str]], stats: Stats, seconds: float, trains: bool):
+    """Walk every page once in a student-specific order (then keep walking until time is up)."""
     rng = random.Random(index)
     deadline = time.monotonic() + seconds
     try:
-        async with Session(url, stats) as session:
-            stats.page_loads.append(await session.rerun("home", ""))
+        async with Session(url) as session:
+            stats.page_loads.append(await session.rerun("home"))
             if trains:
                 await press_train(session, stats, rng)
-            while time.monotonic() < deadline:
-                page = rng.choice(list(LABS))
-                param, values = LABS[page]
-                stats.page_loads.append(await session.rerun(page, ""))
-                for _ in range(rng.randint(3, 6)):
-                    value = rng.choice(values)
-                    stats.latencies.append(await session.rerun(page, f"{param}={value}"))
-                    await asyncio.sleep(rng.uniform(0.2, 1.0))  # a student looks before moving again
+            order = list(pages)
+            rng.shuffle(order)
+            walked = 0
+            while walked < len(order) or time.monotonic() < deadline:
+                page = order[walked % len(order)]
+                await visit(session, page, pages[page], stats, rng)
+                walked += 1
+            stats.errors.extend(f"session {index}: {e}" for e in session.exceptions)
     except Exception as exc:  # a dropped connection or timeout is an error, never a crash of the test
         stats.errors.append(f"session {index}: {type(exc).__name__}: {exc}")
 
 
 async def press_train(session: Session, stats: Stats, rng: random.Random) -> None:
     """Open the training lab with a student-specific seed, press Train, wait for the result."""
-    from streamlit.proto.WidgetStates_pb2 import WidgetState
-
     query = f"train.seed={rng.randint(0, 3)}"  # some students share a seed, so some runs are shared
     await session.rerun("training", query)
-    button = session.widget_id("training.train")
-    if button is None:
+    if "training.train" not in session.widgets:
         stats.errors.append("Train button not found")
         return
-    state = WidgetState(id=button, trigger_value=True)
-    await session.rerun("training", query, [state])
+    await session.press("training", "training.train", query)
     for _ in range(600):
         await asyncio.sleep(1.0)
         await session.rerun("training", query)
@@ -146,14 +92,6 @@ async def press_train(session: Session, stats: Stats, rng: random.Random) -> Non
     stats.errors.append("training did not finish within 10 minutes")
 
 
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 async def sample_rss(pid: int, samples: list, stop_event: asyncio.Event) -> None:
     start = time.monotonic()
     while not stop_event.is_set():
@@ -162,43 +100,74 @@ async def sample_rss(pid: int, samples: list, stop_event: asyncio.Event) -> None
 
 
 async def run(sessions: int, trainers: int, seconds: float) -> dict:
+    pages = labs_by_chapter(None)
     proc, url = start_streamlit(ROOT / "app" / "main.py")
     try:
         wait_healthy(url)
         stats, samples, stop_event = Stats(), [], asyncio.Event()
         sampler = asyncio.create_task(sample_rss(proc.pid, samples, stop_event))
-        async with Session(url, stats) as warm:  # one visitor warms caches and imports first
-            for page in ["home", *LABS]:
-                await warm.rerun(page, "")
-        rss_warm = rss_mb(proc.pid)
-        await asyncio.gather(*(student(i, url, stats, seconds, trains=i < trainers) for i in range(sessions)))
+        rss_start = rss_mb(proc.pid)
+        async with Session(url) as first:  # one user visits every page: imports, shared caches
+            for page in ["home", *pages, "glossary", "progress"]:
+                await visit(first, page, pages.get(page, []), Stats(), random.Random(0), pause=False)
+            stats.errors.extend(f"first user: {e}" for e in first.exceptions)
+        await asyncio.sleep(3)
+        rss_one = rss_mb(proc.pid)
+        start = time.monotonic()
+        await asyncio.gather(*(student(i, url, pages, stats, seconds, trains=i < trainers) for i in range(sessions)))
+        elapsed = time.monotonic() - start
         await asyncio.sleep(5)  # sessions closed: their memory should be released
         rss_after = rss_mb(proc.pid)
         stop_event.set()
         await sampler
-        return {"stats": stats, "rss": samples, "rss_warm": rss_warm, "rss_after": rss_after}
+        return {
+            "stats": stats,
+            "rss": samples,
+            "rss_start": rss_start,
+            "rss_one": rss_one,
+            "rss_after": rss_after,
+            "elapsed": elapsed,
+        }
     finally:
         stop(proc)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--trainers", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=60)
-    args = parser.parse_args()
+    parser.add_argument("--seconds", type=float, default=60, help="keep walking at least this long")
+    args = parser.parse_args(argv)
     result = asyncio.run(run(args.sessions, args.trainers, args.seconds))
     stats = result["stats"]
     lat = stats.latencies
-    print(f"{args.sessions} sessions, {args.trainers} pressing Train, {args.seconds:.0f} s of interaction each")
+    print(
+        f"{args.sessions} sessions each walking every page and moving every lab's main control, "
+        f"{args.trainers} of them pressing Train; {result['elapsed']:.0f} s"
+    )
     if lat:
-        print(f"interactions: {len(lat)}; latency p50 {percentile(lat, 50) * 1000:.0f} ms, p95 {percentile(lat, 95) * 1000:.0f} ms (budget p95 <= 1000 ms)")
-    print(f"page loads: {len(stats.page_loads)}; p50 {percentile(stats.page_loads, 50):.2f} s, p95 {percentile(stats.page_loads, 95):.2f} s")
-    print(f"errors: {len(stats.errors)}" + ("".join(f"\n  {e}" for e in stats.errors[:10])))
+        print(
+            f"interactions: {len(lat)}; latency p50 {percentile(lat, 50) * 1000:.0f} ms, "
+            f"p95 {percentile(lat, 95) * 1000:.0f} ms (budget p95 <= 1000 ms)"
+        )
+    loads = stats.page_loads
+    print(f"page loads: {len(loads)}; p50 {percentile(loads, 50):.2f} s, p95 {percentile(loads, 95):.2f} s")
+    print(f"errors: {len(stats.errors)} (budget 0)" + "".join(f"\n  {e}" for e in stats.errors[:10]))
     if stats.queue_waits:
-        print(f"trainings finished: {stats.trainings_finished}; queue wait median {statistics.median(stats.queue_waits):.1f} s, max {max(stats.queue_waits):.1f} s")
+        print(
+            f"trainings finished: {stats.trainings_finished}; queue wait median "
+            f"{statistics.median(stats.queue_waits):.1f} s, max {max(stats.queue_waits):.1f} s"
+        )
     rss = [mb for _, mb in result["rss"]]
-    print(f"server RSS: warm {result['rss_warm']:.0f} MB, peak {max(rss):.0f} MB, after all sessions closed {result['rss_after']:.0f} MB")
+    print(
+        f"server RSS: started {result['rss_start']:.0f} MB; after one user visited every page "
+        f"{result['rss_one']:.0f} MB; peak with {args.sessions} sessions {max(rss):.0f} MB; "
+        f"after all {args.sessions} closed {result['rss_after']:.0f} MB "
+        f"({(result['rss_after'] - result['rss_one']) / args.sessions:+.1f} MB per session kept)"
+    )
+    step = max(1, len(result["rss"]) // 12)
+    print("RSS over time: " + ", ".join(f"{t:.0f} s {mb:.0f} MB" for t, mb in result["rss"][::step]))
+    return result
 
 
 if __name__ == "__main__":

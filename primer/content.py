@@ -17,6 +17,7 @@ from functools import lru_cache
 
 import yaml
 
+from primer import i18n
 from primer.i18n import LESSONS_DIR, bilingual
 
 HEADING = re.compile(r"^##\s+(?P<title>.+?)\s*\{#(?P<id>[a-z0-9_\-]+)\}\s*$", re.MULTILINE)
@@ -43,7 +44,7 @@ class Chapter:
     @property
     def page(self) -> str:
         """The page script, relative to app/ (where main.py routes from)."""
-        return f"pages/{self.id}.py"
+        return f"views/{self.id}.py"
 
     def text(self, name: str, lang: str) -> str:
         return bilingual(getattr(self, name), lang)
@@ -132,6 +133,10 @@ def glossary() -> dict[str, Term]:
         for term_id, entry in data.items():
             if term_id in terms:
                 raise ValueError(f"glossary term {term_id!r} defined twice ({path})")
+            for part in ("term", "definition"):
+                # An unquoted comma inside a YAML flow mapping silently makes a new key; catch it.
+                if set(entry[part]) != set(i18n.LANGUAGES) or not all(isinstance(v, str) for v in entry[part].values()):
+                    raise ValueError(f"glossary term {term_id!r} ({path}): {part} needs one string per language")
             terms[term_id] = Term(
                 id=term_id,
                 term=entry["term"],

@@ -23,7 +23,7 @@ def import_all_core_modules() -> list[str]:
 
 
 def run_page(page: str | None = None, *, query: dict | None = None, timeout: float = 120, state: dict | None = None):
-    """Run the app in AppTest, optionally on a page ("pages/x.py"); returns the AppTest."""
+    """Run the app in AppTest, optionally on a page ("views/x.py"); returns the AppTest."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(MAIN), default_timeout=timeout)

@@ -6,8 +6,8 @@ from primer import content, quiz
 from tests.conftest import assert_no_exception, run_page
 
 PAGES = (
-    [None, "pages/progress.py"]
-    + (["pages/glossary.py"] if content.glossary() else [])
+    [None, "views/progress.py"]
+    + (["views/glossary.py"] if content.glossary() else [])
     + [c.page for c in content.chapters()]
 )
 
@@ -59,6 +59,6 @@ def test_a_quiz_answered_end_to_end():
 
 
 def test_progress_page_loads_and_rejects_files():
-    at = run_page("pages/progress.py")
+    at = run_page("views/progress.py")
     assert_no_exception(at)
     assert at.button or at.get("download_button")

@@ -18,7 +18,7 @@ from primer import i18n
 from primer.dicom import load_example
 from tests.conftest import assert_no_exception, run_page
 
-PAGE = "pages/imaging.py"
+PAGE = "views/imaging.py"
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 

@@ -16,7 +16,7 @@ from app.ui import USER_RUN_KEY
 from primer.default_model import load_default
 from tests.conftest import assert_no_exception, run_page
 
-PAGE = "pages/metrics.py"
+PAGE = "views/metrics.py"
 
 
 @pytest.fixture(scope="module")

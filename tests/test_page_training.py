@@ -9,7 +9,7 @@ from PIL import Image
 
 from tests.conftest import assert_no_exception, run_page
 
-PAGE = "pages/training.py"
+PAGE = "views/training.py"
 TINY = {"train.num_images": "500", "train.num_epochs": "2", "train.width": "4"}
 
 

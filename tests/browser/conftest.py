@@ -7,6 +7,7 @@ that the app works for a user.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import time
 import urllib.request
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from bench.common import CHROMIUM_ARGS, ROOT, free_port
 
@@ -109,7 +111,11 @@ def wait_idle(page, timeout_ms: int = 120_000, quiet_s: float = 1.5) -> None:
     deadline = time.monotonic() + timeout_ms / 1000
     last_text, quiet_since = None, None
     while time.monotonic() < deadline:
-        text = page.locator('[data-testid="stMain"]').inner_text() if page.locator('[data-testid="stMain"]').count() else ""
+        text = (
+            page.locator('[data-testid="stMain"]').inner_text()
+            if page.locator('[data-testid="stMain"]').count()
+            else ""
+        )
         if page.locator(busy).count() or text != last_text:
             quiet_since, last_text = None, text
         elif quiet_since is None:
@@ -120,10 +126,48 @@ def wait_idle(page, timeout_ms: int = 120_000, quiet_s: float = 1.5) -> None:
     raise AssertionError("the app kept running past the timeout")
 
 
+def choose_option(page, selectbox, option: str, attempts: int = 4) -> None:
+    """Pick `option` in a Streamlit selectbox. Its list is a popover that closes when the page
+    scrolls, and the click that scrolls the box into view can be that scroll: so scroll first,
+    let the layout settle, open the list, and try again if it closed before the option showed."""
+    item = page.get_by_role("option", name=option, exact=True)
+    for _ in range(attempts):
+        selectbox.scroll_into_view_if_needed()
+        page.wait_for_timeout(300)
+        selectbox.locator("input").click()
+        try:
+            item.wait_for(state="visible", timeout=5_000)
+        except PlaywrightTimeoutError:
+            page.keyboard.press("Escape")
+            continue
+        item.click()
+        return
+    raise AssertionError(f"the option {option!r} never showed in its list")
+
+
 def assert_no_exception(page) -> None:
     errors = page.locator('[data-testid="stException"]')
     assert errors.count() == 0, errors.first.inner_text()
 
 
-def main_text(page) -> str:
-    return page.locator('[data-testid="stMain"]').inner_text()
+SESSION_ONLY = '[class*="st-key-presetpick-"], [class*="st-key-presetnote-"]'
+
+
+def main_text(page, experiment_only: bool = False) -> str:
+    """The main area's text with runs of blank lines folded (an element that renders empty still
+    leaves a line break, which is layout, not content). `experiment_only` leaves out the preset
+    pickers and the applied preset's note: they belong to the session, not to the shared setup."""
+    if experiment_only:
+        text = page.evaluate(
+            """(selector) => {
+                const hidden = [...document.querySelectorAll(selector)];
+                hidden.forEach((el) => { el.dataset.display = el.style.display; el.style.display = "none"; });
+                const text = document.querySelector('[data-testid="stMain"]').innerText;
+                hidden.forEach((el) => { el.style.display = el.dataset.display; });
+                return text;
+            }""",
+            SESSION_ONLY,
+        )
+    else:
+        text = page.locator('[data-testid="stMain"]').inner_text()
+    return re.sub(r"\n\s*\n+", "\n", text).strip()
