@@ -85,7 +85,9 @@ PRESENTATION_CSS = """
 /* Projector-friendly: larger type, full-width content, more room for figures. */
 [data-testid="stMainBlockContainer"] { max-width: 100%; padding-top: 2rem; }
 [data-testid="stMain"] p, [data-testid="stMain"] li, [data-testid="stMain"] label,
-[data-testid="stMetricValue"], [data-testid="stMain"] td, [data-testid="stMain"] th { font-size: 1.35rem !important; }
+[data-testid="stMain"] td, [data-testid="stMain"] th { font-size: 1.35rem !important; }
+/* A metric's value must stay larger than its label (a label's <p> matched the rule above). */
+[data-testid="stMetricValue"], [data-testid="stMetricValue"] * { font-size: 2.6rem !important; }
 [data-testid="stMain"] h1 { font-size: 2.6rem !important; }
 [data-testid="stMain"] h2, [data-testid="stMain"] h3 { font-size: 2rem !important; }
 </style>
@@ -210,30 +212,43 @@ class LabBinding:
     def slider(self, field, label_key, *, keep=False, **kw):
         return self._widget(st.slider, field, label_key, keep, value=self.defaults[field], **kw)
 
+    def _choice(self, factory, field, label_key, keep, options, default_arg: dict, **kw):
+        """A widget that picks one of `options`, bound to the URL by the option itself (its id or
+        number), not by its translated label, which Streamlit's own binding would write: a link
+        copied in Chinese must open the same setup in English."""
+        if field not in self.defaults:
+            raise KeyError(f"{self.id} has no field {field!r}")
+        key, options = self.key(field), list(options)
+        by_text = {str(option): option for option in options}
+        if key not in st.session_state and st.query_params.get(key) in by_text:
+            st.session_state[key] = by_text[st.query_params[key]]  # first draw: the link decides
+        label, help_text = self._label(label_key)
+        kw.setdefault("help", help_text)
+        if key in st.session_state:
+            default_arg = {}  # the value is already in the session; a default too would warn
+        with self._where(keep):
+            value = factory(label, key=key, options=options, persist_state="session", **default_arg, **kw)
+        if value is None or value == self.defaults[field]:
+            st.query_params.pop(key, None)  # defaults stay out of the address, as bound widgets do
+        else:
+            st.query_params[key] = str(value)
+        return value
+
     def select_slider(self, field, label_key, *, options, keep=False, **kw):
-        return self._widget(st.select_slider, field, label_key, keep, options=options, value=self.defaults[field], **kw)
+        value = {"value": self.defaults[field]}
+        return self._choice(st.select_slider, field, label_key, keep, options, value, **kw)
 
     def selectbox(self, field, label_key, *, options, keep=False, **kw):
-        options = list(options)
-        index = options.index(self.defaults[field])
-        return self._widget(st.selectbox, field, label_key, keep, options=options, index=index, **kw)
+        index = {"index": list(options).index(self.defaults[field])}
+        return self._choice(st.selectbox, field, label_key, keep, options, index, **kw)
 
     def radio(self, field, label_key, *, options, keep=False, **kw):
-        options = list(options)
-        index = options.index(self.defaults[field])
-        return self._widget(st.radio, field, label_key, keep, options=options, index=index, **kw)
+        index = {"index": list(options).index(self.defaults[field])}
+        return self._choice(st.radio, field, label_key, keep, options, index, **kw)
 
     def segmented(self, field, label_key, *, options, keep=False, **kw):
-        return self._widget(
-            st.segmented_control,
-            field,
-            label_key,
-            keep,
-            options=list(options),
-            default=self.defaults[field],
-            required=True,
-            **kw,
-        )
+        default = {"default": self.defaults[field]}
+        return self._choice(st.segmented_control, field, label_key, keep, options, default, required=True, **kw)
 
     def number(self, field, label_key, *, keep=False, **kw):
         return self._widget(st.number_input, field, label_key, keep, value=self.defaults[field], **kw)
@@ -376,19 +391,19 @@ def quiz_question(question: quiz_core.Question, number: int, *, scope: str = "qu
 
 
 @st.cache_resource(show_spinner=False, max_entries=128)
-def _figure_question_cached(builder: str, params_items: tuple) -> tuple[dict | object, object]:
-    """(figure as a plain dict, or an image array; computed answer), built once per process:
-    questions are deterministic, and a dict is cheap to hand to the browser on every rerun."""
+def _figure_question_cached(builder: str, params_items: tuple, lang: str) -> tuple[dict | object, object]:
+    """(figure as a plain dict, or an image array; computed answer), built once per process and
+    language: questions are deterministic, and a dict is cheap to hand to the browser on every rerun."""
     spec = {"builder": builder, "params": dict(params_items)}
     fake = quiz_core.Question(chapter="", id="", kind="figure", prompt={}, explanation={}, figure=spec)
-    built = quiz_core.build_figure(fake)
+    built = quiz_core.build_figure(fake, lang)
     figure = built.figure.to_plotly_json() if hasattr(built.figure, "to_plotly_json") else built.figure
     return figure, built.answer
 
 
 def _figure_question(question: quiz_core.Question) -> quiz_core.FigureQuestion:
     params = tuple(sorted(question.figure.get("params", {}).items()))
-    figure, answer = _figure_question_cached(question.figure["builder"], params)
+    figure, answer = _figure_question_cached(question.figure["builder"], params, lang())
     return quiz_core.FigureQuestion(figure=figure, answer=answer)
 
 

@@ -17,6 +17,7 @@ wrong, and may name the lab that shows the answer (`lab: <lab id>`).
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import random
 from dataclasses import dataclass, field
@@ -129,11 +130,16 @@ def load_quiz(chapter: str) -> tuple[Question, ...]:
     return questions
 
 
-def build_figure(question: Question) -> FigureQuestion:
-    """Run the question's figure builder (deterministic: same params, same figure)."""
+def build_figure(question: Question, lang: str | None = None) -> FigureQuestion:
+    """Run the question's figure builder (deterministic: same params, same figure). A builder
+    that takes a `lang` argument labels its figure in the reader's language; one that does not
+    must label it in both."""
     module_name, func_name = question.figure["builder"].split(":")
     builder = getattr(importlib.import_module(module_name), func_name)
-    return builder(**question.figure.get("params", {}))
+    params = dict(question.figure.get("params", {}))
+    if lang is not None and "lang" in inspect.signature(builder).parameters:
+        params["lang"] = lang
+    return builder(**params)
 
 
 def answer_key(question: Question, figure: FigureQuestion | None = None) -> Any:

@@ -77,7 +77,7 @@ def test_train_streams_curves_and_ends_with_a_results_card():
 
 
 def test_impossible_settings_are_explained_not_run():
-    at = run_page(PAGE, query={"train.init": "Pretrained", "train.width": "16"})
+    at = run_page(PAGE, query={"train.init": "pretrained", "train.width": "16"})
     assert_no_exception(at)
     assert any("width 8" in e.value for e in at.error)
     assert not any(b.key == "training.train" for b in at.button)
