@@ -12,6 +12,10 @@ Read top to bottom:
 5. Activations, pooling and batch normalization, each via torch.
 6. ``receptive_field`` — how far one output pixel "sees" through a stack of layers.
 7. ``sample_image`` — real 2-D images for the lab, all shipped with installed packages.
+8. The chapter's labs: their state (one small dataclass each, so a link carries the setup),
+   the text forms of an edited kernel and a layer stack, and the user's own DICOM.
+9. Learned filters: a trained model's first-layer kernels, how far training moved them, and
+   their feature maps next to those of the hand-designed kernels.
 
 Settings a user can make impossible (a kernel larger than the padded image, a stride of 0)
 raise ``ConvSettingError`` with a stable ``code`` so the page can show a translated message.
@@ -19,14 +23,19 @@ raise ``ConvSettingError`` with a stable ``code`` so the page can show a transla
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from numpy.lib.stride_tricks import sliding_window_view
+
+from primer.labstate import register_lab
 
 
 class ConvSettingError(ValueError):
@@ -258,6 +267,17 @@ class ReadsMap:
         height, width = self.input_shape
         return (rows < 0) | (rows >= height) | (cols < 0) | (cols >= width)
 
+    def never_read(self) -> int:
+        """How many image cells (not padding) no output cell reads: stride larger than the span."""
+        ph, pw = self.padding
+        height, width = self.input_shape
+        return int((self.read_counts()[ph : ph + height, pw : pw + width] == 0).sum())
+
+    def padding_only_outputs(self) -> int:
+        """How many output cells read nothing but padding zeros (too much padding)."""
+        out_h, out_w = self.output_shape
+        return sum(bool(self.padding_mask(i, j).all()) for i in range(out_h) for j in range(out_w))
+
     def read_counts(self) -> np.ndarray:
         """(H+2ph, W+2pw) how many (output cell, kernel tap) pairs read each padded cell.
 
@@ -477,7 +497,8 @@ def apply_kernel(
         output_size(height, kh)
         output_size(width, kw)
     elif padding == "reflect" and (kh // 2 >= height or kw // 2 >= width):
-        raise ConvSettingError("kernel_too_large", input_size=(height, width), kernel=(kh, kw))
+        # Mirroring needs more image than half the kernel on every side.
+        raise ConvSettingError("image_too_small", height=height, width=width, kernel=max(kh, kw))
 
     x = torch.from_numpy(image)[None, None]  # (1, 1, H, W)
     w = torch.from_numpy(kernel)[None, None]  # (1, 1, kh, kw)
@@ -821,3 +842,477 @@ def sample_image(name: str, max_side: int = MAX_SIDE) -> np.ndarray:
         raise ConvSettingError("unknown_image", name=name, known=sorted(SAMPLE_IMAGES))
     image = _shrink(np.asarray(image, dtype=np.float32), _check_int(max_side, "max_side", 8))
     return np.clip(image, 0.0, 1.0).astype(np.float32)
+
+
+def sample_pixel_spacing(name: str, max_side: int = MAX_SIDE) -> float | None:
+    """Millimetres per pixel of ``sample_image(name, max_side)``, or None when unknown.
+
+    Radiographs state their spacing at the detector (ImagerPixelSpacing); shrinking the image
+    for the lab makes each displayed pixel proportionally larger.
+    """
+    files = {
+        "ct_small": "CT_small.dcm",
+        "ct_head": "693_UNCI.dcm",
+        "chest_radiograph": "RG1_UNCI.dcm",
+        "leg_radiograph": "RG3_UNCI.dcm",
+        "mr_shoulder": "MR2_UNCI.dcm",
+    }
+    if name not in SAMPLE_IMAGES:
+        raise ConvSettingError("unknown_image", name=name, known=sorted(SAMPLE_IMAGES))
+    if name not in files:
+        return None
+    ds = _read_dicom(files[name])
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        spacing = ds.get(keyword)
+        # Some files carry 0\0 placeholders: a spacing must be positive to mean anything.
+        if spacing and float(spacing[0]) > 0:
+            longest = max(int(ds.Rows), int(ds.Columns))
+            return float(spacing[0]) * max(1.0, longest / max_side)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. The chapter's labs: state, an edited kernel and a layer stack as text, the user's DICOM
+# ---------------------------------------------------------------------------------------------
+
+CUSTOM_KERNEL = "custom"  # the kernel choice that reads the editable grid
+MIN_SIDE = 8  # smaller uploads have too few pixels for a 5×5 kernel, pooling or statistics
+UPLOAD_IMAGE = "upload"  # the image choice that reads the user's own DICOM
+BORDERS = ("same", "reflect", "valid")
+
+
+@register_lab("kernel")
+@dataclass
+class KernelLab:
+    """Lab 1: one kernel on one real image."""
+
+    image: str = "chest_radiograph"  # a picture every radiologist reads at a glance
+    kernel: str = "sobel_x"  # an edge detector: the map lights up on rib and heart borders
+    custom: str = "1,2,1,0,0,0,-1,-2,-1"  # the editable grid as text, so a link carries it
+    border: str = "same"  # zero padding, as CNN layers do
+
+
+@register_lab("stride")
+@dataclass
+class StrideLab:
+    """Lab 2: stride, padding and dilation on a grid small enough to count."""
+
+    size: int = 7  # a 7×7 input: every cell is visible on a projector
+    kernel: int = 3  # the usual CNN kernel
+    stride: int = 1
+    padding: int = 0  # no padding first: the output shrinks, the first surprise
+    dilation: int = 1
+    out_row: int = 0  # the output cell whose reads are highlighted
+    out_col: int = 0
+
+
+@register_lab("dotprod")
+@dataclass
+class DotLab:
+    """Lab 3: one output pixel of lab 1's feature map, computed by hand."""
+
+    row: int = 250  # over the right hilum of the default radiograph: vessels give edges
+    col: int = 170
+
+
+@register_lab("actpool")
+@dataclass
+class ActPoolLab:
+    """Lab 4: an activation and a pooling layer on lab 1's feature map; batch normalization."""
+
+    activation: str = "relu"  # the default nonlinearity of modern CNNs
+    negative_slope: float = 0.1  # leaky ReLU's slope; 10× torch's default so it is visible
+    gain: float = 1.0  # multiplies the map before the activation: large gains show saturation
+    pool: str = "max"
+    pool_size: int = 2  # 2×2 windows with stride 2 halve each side, the usual choice
+    pool_stride: int = 2
+    batch: int = 4  # images in the batch-normalization demo
+
+
+@register_lab("rf")
+@dataclass
+class FieldLab:
+    """Lab 5: receptive field growth through a stack of layers."""
+
+    layers: str = "c3,c3,p2,c3,c3,p2,c3,c3,p2"  # the default model's layout: three VGG-like stages
+    across: int = 50  # where the squares are centred, % of the image width
+    down: int = 50  # … and % of its height
+
+
+@register_lab("filters")
+@dataclass
+class FiltersLab:
+    """Lab 6: a trained model's first-layer filters beside the hand-designed ones."""
+
+    model: str = "default"  # the shipped model; "user" is the last run of the training lab
+    resolution: str = "model"  # "model": 64×64, the size it was trained on; "full": the lab image
+    stage: str = "conv"  # "conv": raw filter output; "relu": after batch norm and ReLU
+
+
+MAX_KERNEL_WEIGHT = 1000.0  # larger weights only make the colour scale unreadable
+_KERNEL_SIDES = {9: 3, 25: 5}
+
+
+def parse_kernel_text(text: str) -> np.ndarray:
+    """ "1,0,-1,2,0,-2,1,0,-1" → a (3, 3) kernel, row by row; 25 numbers give a (5, 5) one.
+
+    Commas, semicolons, spaces or new lines separate the numbers; fractions such as 1/9 work.
+    """
+    tokens = [token for token in re.split(r"[,;\s]+", str(text).strip()) if token]
+    if len(tokens) not in _KERNEL_SIDES:
+        raise ConvSettingError("kernel_text_count", count=len(tokens))
+    values = []
+    for token in tokens:
+        try:
+            value = float(Fraction(token))
+        except (ValueError, ZeroDivisionError, OverflowError):
+            raise ConvSettingError("kernel_text_number", token=token[:20]) from None
+        if not math.isfinite(value) or abs(value) > MAX_KERNEL_WEIGHT:
+            raise ConvSettingError("kernel_text_range", token=token[:20], limit=int(MAX_KERNEL_WEIGHT))
+        values.append(value)
+    side = _KERNEL_SIDES[len(tokens)]
+    return np.array(values, dtype=np.float32).reshape(side, side)  # (k, k)
+
+
+def kernel_text(weights: np.ndarray) -> str:
+    """The compact text of a kernel; weights that are simple fractions stay exact ("1/9")."""
+    parts = []
+    for value in np.asarray(weights, dtype=np.float64).ravel():
+        fraction = Fraction(value).limit_denominator(256)
+        parts.append(str(fraction) if abs(float(fraction) - value) < 1e-6 else f"{value:.4g}")
+    return ",".join(parts)
+
+
+def apply_table_changes(rows: list[dict], changes: dict) -> list[dict]:
+    """Apply a table editor's change record to rows: ``edited_rows`` ({row: {column: value}}),
+    then ``deleted_rows`` (row numbers), then ``added_rows`` (new rows, possibly partial)."""
+    rows = [dict(row) for row in rows]
+    for index, edits in changes.get("edited_rows", {}).items():
+        rows[int(index)].update(edits)
+    deleted = {int(i) for i in changes.get("deleted_rows", [])}
+    rows = [row for i, row in enumerate(rows) if i not in deleted]
+    return rows + [dict(row) for row in changes.get("added_rows", [])]
+
+
+def edited_kernel(weights: np.ndarray, changes: dict) -> np.ndarray:
+    """A kernel after edits in a grid whose columns are named "0", "1", …; blanks become 0."""
+    rows = [{str(c): float(v) for c, v in enumerate(line)} for line in np.asarray(weights)]
+    rows = apply_table_changes(rows, {"edited_rows": changes.get("edited_rows", {})})
+    values = [[0.0 if row[str(c)] is None else float(row[str(c)]) for c in range(len(rows))] for row in rows]
+    return np.clip(np.asarray(values, dtype=np.float32), -MAX_KERNEL_WEIGHT, MAX_KERNEL_WEIGHT)
+
+
+def resize_kernel(weights: np.ndarray, side: int) -> np.ndarray:
+    """Grow a kernel with a ring of zeros, or keep its centre, to make it side × side."""
+    weights = np.asarray(weights, dtype=np.float32)
+    current = weights.shape[0]
+    if side >= current:
+        ring = (side - current) // 2
+        return np.pad(weights, ring)
+    cut = (current - side) // 2
+    return weights[cut : cut + side, cut : cut + side].copy()
+
+
+_LAYER_TOKEN = re.compile(r"^(?P<kind>[cp])(?P<kernel>\d{1,2})(?:s(?P<stride>\d))?(?:d(?P<dilation>\d))?$")
+MAX_LAYERS = 12  # deep enough to show growth, small enough for one table
+LAYER_LIMITS = {"kernel": (1, 11), "stride": (1, 4), "dilation": (1, 8)}
+
+
+def parse_layers(text: str) -> list[LayerSpec]:
+    """ "c3,c3s2,c3d2,p2" → layers: conv or pool, kernel, optional stride (s) and dilation (d).
+
+    Convolutions get "same" padding d(k − 1)/2, as CNNs usually do; pooling gets none and a
+    stride equal to its window unless one is given, as in torch.
+    """
+    tokens = [token for token in re.split(r"[,;\s]+", str(text).strip().lower()) if token]
+    if not tokens:
+        raise ConvSettingError("layers_empty")
+    if len(tokens) > MAX_LAYERS:
+        raise ConvSettingError("layers_too_many", count=len(tokens), limit=MAX_LAYERS)
+    layers = []
+    for token in tokens:
+        match = _LAYER_TOKEN.match(token)
+        if match is None:
+            raise ConvSettingError("layer_token", token=token[:20])
+        kind = "conv" if match["kind"] == "c" else "pool"
+        kernel = int(match["kernel"])
+        stride = int(match["stride"] or (1 if kind == "conv" else kernel))
+        dilation = int(match["dilation"] or 1)
+        for name, value in (("kernel", kernel), ("stride", stride), ("dilation", dilation)):
+            low, high = LAYER_LIMITS[name]
+            if not low <= value <= high:
+                raise ConvSettingError("layer_range", token=token[:20], name=name, low=low, high=high)
+        padding = dilation * (kernel - 1) // 2 if kind == "conv" else 0
+        layers.append(LayerSpec(kind, kernel, stride, dilation, padding))
+    return layers
+
+
+def layers_from_rows(rows: Sequence[dict]) -> list[LayerSpec]:
+    """Layers from table rows {kind, kernel, stride, dilation}; blanks take the usual defaults
+    (a 3×3 convolution, stride 1, or a pool striding by its window), out-of-range values the
+    nearest allowed one."""
+
+    def number(value, default: int, name: str) -> int:
+        low, high = LAYER_LIMITS[name]
+        missing = value is None or (isinstance(value, float) and math.isnan(value))
+        return default if missing else min(max(int(value), low), high)
+
+    layers = []
+    for row in rows:
+        kind = row.get("kind") if row.get("kind") in ("conv", "pool") else "conv"
+        kernel = number(row.get("kernel"), 3 if kind == "conv" else 2, "kernel")
+        stride = number(row.get("stride"), 1 if kind == "conv" else kernel, "stride")
+        dilation = number(row.get("dilation"), 1, "dilation")
+        padding = dilation * (kernel - 1) // 2 if kind == "conv" else 0
+        layers.append(LayerSpec(kind, kernel, stride, dilation, padding))
+    return layers
+
+
+def layer_output_sizes(layers: Sequence[LayerSpec], input_size: int) -> list[int | None]:
+    """Each layer's output size on an input of ``input_size``; None from the layer that no longer
+    fits onward (a stack can shrink a small image to nothing)."""
+    sizes: list[int | None] = []
+    current: int | None = input_size
+    for layer in layers:
+        try:
+            current = (
+                None
+                if current is None
+                else output_size(current, layer.kernel, layer.stride, layer.padding, layer.dilation)
+            )
+        except ConvSettingError:
+            current = None
+        sizes.append(current)
+    return sizes
+
+
+def layers_text(layers: Sequence[LayerSpec]) -> str:
+    """The inverse of ``parse_layers`` (defaults left out)."""
+    parts = []
+    for layer in layers:
+        token = ("c" if layer.kind == "conv" else "p") + str(layer.kernel)
+        default_stride = 1 if layer.kind == "conv" else layer.kernel
+        token += f"s{layer.stride}" if layer.stride != default_stride else ""
+        token += f"d{layer.dilation}" if layer.dilation != 1 else ""
+        parts.append(token)
+    return ",".join(parts)
+
+
+def feature_map_step(image: np.ndarray, kernel: np.ndarray, row: int, col: int, border: str = "same") -> DotProduct:
+    """The dot product behind pixel (row, col) of ``apply_kernel(image, kernel, border)``.
+
+    "same" pads with zeros, "valid" does not pad, "reflect" mirrors the image; for reflect the
+    taps that fall outside the image are marked in ``padding_mask`` but carry mirrored values.
+    """
+    kernel = np.asarray(kernel, dtype=np.float64)
+    kh, kw = kernel.shape
+    if border not in BORDERS:
+        raise ConvSettingError("bad_padding", name="border", value=border)
+    if border == "valid":
+        return dot_product_at(image, kernel, row, col)
+    pad_top, pad_left = (kh - 1) // 2, (kw - 1) // 2
+    if border == "same" and kh % 2 and kw % 2:
+        return dot_product_at(image, kernel, row, col, padding=(pad_top, pad_left))
+    mode = "constant" if border == "same" else "reflect"
+    padded = np.pad(np.asarray(image, dtype=np.float64), ((pad_top, kh // 2), (pad_left, kw // 2)), mode=mode)
+    step = dot_product_at(padded, kernel, row, col)
+    positions = step.positions - np.array([pad_top, pad_left])  # back to the image's frame
+    height, width = np.shape(image)
+    outside = (positions[..., 0] < 0) | (positions[..., 0] >= height)
+    outside |= (positions[..., 1] < 0) | (positions[..., 1] >= width)
+    return DotProduct(step.patch, step.kernel, step.products, step.total, positions, outside)
+
+
+def shrink(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
+    """Area-average a 2-D image down so its longest side is ≤ ``max_side``."""
+    return _shrink(np.asarray(image, dtype=np.float32), _check_int(max_side, "max_side", 8))
+
+
+def image_from_dicom(dicom_image, max_side: int = MAX_SIDE) -> tuple[np.ndarray, float | None]:
+    """A ``primer.dicom.DicomImage`` as the lab's (H, W) float32 image in [0, 1], and its mm/pixel.
+
+    The middle frame of a multi-frame file; the file's own window (else the 1st–99th percentile
+    window); MONOCHROME1 inverted so bone is bright; colour reduced to luminance.
+    """
+    from primer import dicom
+
+    frame = dicom_image.pixels[dicom_image.n_frames // 2]
+    if min(frame.shape[:2]) < MIN_SIDE:
+        raise ConvSettingError("image_too_small", height=frame.shape[0], width=frame.shape[1], kernel=MIN_SIDE)
+    if dicom_image.is_color:
+        luma = np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
+        image = frame.astype(np.float32) @ luma / 255.0  # (H, W, 3) → (H, W)
+    else:
+        windows = [w[:2] for w in dicom_image.file_windows] + [dicom.auto_window(frame)]
+        for center, width in windows:
+            try:
+                image = dicom.apply_window(frame, center, width)
+                break
+            except dicom.DicomError:  # a file window of width < 1: fall back to the next one
+                continue
+        if dicom_image.invert_for_display:
+            image = 1.0 - image
+    longest = max(image.shape)
+    image = shrink(image, max_side)
+    spacing = None
+    if dicom_image.pixel_spacing is not None:
+        spacing = float(dicom_image.pixel_spacing[0]) * max(1.0, longest / max_side)
+    return np.clip(image, 0.0, 1.0).astype(np.float32), spacing
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. Learned filters
+# ---------------------------------------------------------------------------------------------
+
+MODEL_SIDE = 64  # the default model was trained on 64×64 images
+CLASSIC_3X3 = tuple(name for name, k in KERNELS.items() if k.weights.shape == (3, 3))
+
+
+def first_conv(model: torch.nn.Module) -> torch.nn.Conv2d:
+    """The network's first convolution: the only layer that looks at pixels directly."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            return module
+    raise ConvSettingError("no_conv")
+
+
+def _first_block(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The first convolution and what follows it up to its first ReLU (e.g. conv → BN → ReLU).
+
+    Read from the module tree rather than with forward hooks, because the default model is
+    shared read-only by every session and hooks on it would fire in other users' passes.
+    """
+    conv = first_conv(model)
+    for module in model.modules():
+        children = list(module.children())
+        if isinstance(module, torch.nn.Sequential) and children and children[0] is conv:
+            block = [conv]
+            for child in children[1:]:
+                block.append(child)
+                if isinstance(child, torch.nn.ReLU):
+                    return block
+            return block
+    return [conv]
+
+
+def model_input(image: np.ndarray, side: int | None = MODEL_SIDE) -> torch.Tensor:
+    """The lab image as the model sees it: side × side (None: as is), standardized as in training."""
+    from primer.train import standardize
+
+    image = np.asarray(image, dtype=np.float32)
+    if side is not None:
+        t = torch.from_numpy(np.ascontiguousarray(image))[None, None]  # (1, 1, H, W)
+        mode = "area" if min(image.shape) >= side else "bilinear"
+        t = F.interpolate(t, size=(side, side), mode=mode)  # (1, 1, side, side)
+        image = t[0, 0].numpy()
+    return standardize(image[None])  # (1, 1, H, W), zero mean and unit variance
+
+
+def first_layer_maps(model: torch.nn.Module, x: torch.Tensor, stage: str = "conv") -> np.ndarray:
+    """(C, H, W) first-layer feature maps of ``x`` (1, 1, H, W): the convolution alone, or
+    after the layers that follow it up to the first ReLU (``stage="relu"``)."""
+    if stage not in ("conv", "relu"):
+        raise ConvSettingError("bad_stage", stage=stage)
+    block = _first_block(model)[: 1 if stage == "conv" else None]
+    with torch.no_grad():
+        y = x
+        for layer in block:
+            y = layer(y)  # eval mode: batch norm uses its running statistics, nothing changes
+    return y[0].numpy()  # (C, H, W)
+
+
+@dataclass(frozen=True)
+class FilterReport:
+    """What training did to the first-layer kernels, in numbers."""
+
+    weights: np.ndarray  # (C, kh, kw) learned kernels (first input channel)
+    initial: np.ndarray | None  # (C, kh, kw) the same kernels before training, when known
+    change: np.ndarray | None  # (C,) ‖learned − initial‖ / ‖initial‖
+    init_correlation: np.ndarray | None  # (C,) Pearson r of learned vs initial weights
+    weight_sum: np.ndarray  # (C,) Σ w: ≈ 0 for an edge detector, large for a smoother
+    nearest: tuple[str, ...]  # the most similar hand-designed 3×3 kernel, per filter
+    similarity: np.ndarray  # (C,) |cosine| to it: 1 = same shape (up to scale and sign)
+
+
+def filter_weights(model: torch.nn.Module) -> np.ndarray:
+    """(C_out, kh, kw): the first layer's kernels for its first input channel."""
+    return first_conv(model).weight.detach()[:, 0].numpy().copy()
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    denominator = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / denominator) if denominator > 0 else 0.0
+
+
+def filter_report(weights: np.ndarray, initial: np.ndarray | None = None) -> FilterReport:
+    """Compare learned kernels with their starting values and with the classic 3×3 kernels."""
+    weights = np.asarray(weights, dtype=np.float64)  # (C, kh, kw)
+    change = correlation = None
+    if initial is not None:
+        initial = np.asarray(initial, dtype=np.float64)
+        flat_w, flat_0 = weights.reshape(len(weights), -1), initial.reshape(len(initial), -1)  # (C, kh·kw)
+        change = np.linalg.norm(flat_w - flat_0, axis=1) / np.maximum(np.linalg.norm(flat_0, axis=1), 1e-12)
+        correlation = np.array([np.corrcoef(w, w0)[0, 1] for w, w0 in zip(flat_w, flat_0, strict=True)])
+    nearest, similarity = [], []
+    for w in weights:
+        if w.shape != (3, 3):
+            nearest.append("")
+            similarity.append(0.0)
+            continue
+        scores = {name: abs(_cosine(w, KERNELS[name].weights)) for name in CLASSIC_3X3}
+        best = max(scores, key=scores.get)
+        nearest.append(best)
+        similarity.append(scores[best])
+    return FilterReport(
+        weights=weights,
+        initial=initial,
+        change=change,
+        init_correlation=correlation,
+        weight_sum=weights.sum(axis=(1, 2)),
+        nearest=tuple(nearest),
+        similarity=np.array(similarity),
+    )
+
+
+def starting_filters(train_lab, num_classes: int) -> np.ndarray:
+    """The first-layer kernels a training run started from: the seeded initialisation that
+    ``primer.train`` uses (or the default model's weights when the run fine-tuned it)."""
+    from primer.train import build_model, pretrained_state
+
+    model = build_model(train_lab, num_classes)
+    if getattr(train_lab, "init", "scratch") == "pretrained":
+        model.load_state_dict(pretrained_state(train_lab, num_classes))
+    return filter_weights(model)
+
+
+def classic_maps(x: torch.Tensor, names: Sequence[str] = CLASSIC_3X3) -> np.ndarray:
+    """(len(names), H, W) the hand-designed kernels on the same standardized input (1, 1, H, W)."""
+    image = x[0, 0].numpy()
+    return np.stack([apply_kernel(image, name, "same") for name in names])
+
+
+def learned_and_classic_maps(
+    model: torch.nn.Module, image: np.ndarray, resolution: str = "model", stage: str = "conv"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's first-layer maps and the classic kernels' maps on the same input: the image
+    resized to the model's 64×64 and standardized (``resolution="model"``), or at full size."""
+    if resolution not in ("model", "full"):
+        raise ConvSettingError("bad_resolution", resolution=resolution)
+    x = model_input(image, MODEL_SIDE if resolution == "model" else None)
+    return first_layer_maps(model, x, stage), classic_maps(x)
+
+
+# Channels of the batch-normalization demo: three very different scales of response.
+BN_CHANNELS = ("identity", "sobel_x", "laplacian")
+BN_SIDE = 64  # small maps: the statistics, not the pixels, are the point
+
+
+def batch_feature_maps(images: Sequence[np.ndarray], side: int = BN_SIDE) -> np.ndarray:
+    """(N, 3, side, side): each image resized, then filtered by the ``BN_CHANNELS`` kernels."""
+    batch = []
+    for image in images:
+        t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]  # (1, 1, H, W)
+        small = F.interpolate(t, size=(side, side), mode="area")[0, 0].numpy()  # (side, side)
+        batch.append(np.stack([apply_kernel(small, name, "reflect") for name in BN_CHANNELS]))
+    return np.stack(batch)  # (N, C, side, side)

@@ -568,3 +568,346 @@ def test_sample_image_max_side_and_unknown_name():
     with pytest.raises(ConvSettingError) as error:
         conv.sample_image("brain")
     assert error.value.code == "unknown_image"
+
+
+# ---------------------------------------------------------------------------------------------
+# the labs' text forms: an edited kernel and a layer stack
+# ---------------------------------------------------------------------------------------------
+
+
+def test_kernel_text_parses_rows_fractions_and_any_separator():
+    np.testing.assert_array_equal(
+        conv.parse_kernel_text("1,0,-1; 2 0 -2\n1,0,-1"), [[1, 0, -1], [2, 0, -2], [1, 0, -1]]
+    )
+    np.testing.assert_allclose(conv.parse_kernel_text(",".join(["1/9"] * 9)), np.full((3, 3), 1 / 9), rtol=1e-6)
+    assert conv.parse_kernel_text(" ".join(["0.5"] * 25)).shape == (5, 5)
+
+
+@pytest.mark.parametrize("name", sorted(conv.KERNELS))
+def test_kernel_text_round_trips_every_registered_kernel_exactly(name):
+    weights = conv.KERNELS[name].weights
+    text = conv.kernel_text(weights)
+    np.testing.assert_array_equal(conv.parse_kernel_text(text), weights)
+    assert "e" not in text  # short, human-readable fractions such as 1/16, not 0.0625000001
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("1,2,3", "kernel_text_count"),
+        ("", "kernel_text_count"),
+        ("1,2,3,4,x,6,7,8,9", "kernel_text_number"),
+        ("1,2,3,4,1/0,6,7,8,9", "kernel_text_number"),
+        ("1,2,3,4,nan,6,7,8,9", "kernel_text_number"),
+        ("1,2,3,4,5e9,6,7,8,9", "kernel_text_range"),
+    ],
+)
+def test_kernel_text_errors_are_coded(text, code):
+    with pytest.raises(ConvSettingError) as error:
+        conv.parse_kernel_text(text)
+    assert error.value.code == code
+
+
+def test_resized_kernel_filters_the_same_way():
+    """A ring of zeros changes nothing; scipy is the oracle for the filtering itself."""
+    image = np.random.default_rng(4).random((30, 27))
+    sobel = conv.KERNELS["sobel_x"].weights
+    grown = conv.resize_kernel(sobel, 5)
+    assert grown.shape == (5, 5) and np.abs(grown).sum() == np.abs(sobel).sum()
+    expected = scipy.ndimage.correlate(image, sobel.astype(np.float64), mode="constant")
+    np.testing.assert_allclose(conv.apply_kernel(image, grown), expected, atol=1e-5)
+    np.testing.assert_array_equal(conv.resize_kernel(grown, 3), sobel)
+
+
+def test_layer_text_round_trips_and_pads_convolutions_to_keep_the_size():
+    text = "c3,c3s2,c3d2,p2,p3s2,c5d3"
+    layers = conv.parse_layers(text)
+    assert conv.layers_text(layers) == text
+    assert [(x.kind, x.kernel, x.stride, x.dilation, x.padding) for x in layers] == [
+        ("conv", 3, 1, 1, 1),
+        ("conv", 3, 2, 1, 1),
+        ("conv", 3, 1, 2, 2),
+        ("pool", 2, 2, 1, 0),
+        ("pool", 3, 2, 1, 0),
+        ("conv", 5, 1, 3, 6),
+    ]  # fmt: skip
+    # "same" padding: a stride-1 convolution keeps the size, as torch's padding="same" does
+    x = torch.zeros(1, 1, 20, 20)
+    for layer in (x for x in layers if x.kind == "conv" and x.stride == 1):
+        w = torch.zeros(1, 1, layer.kernel, layer.kernel)
+        same = F.conv2d(x, w, padding="same", dilation=layer.dilation).shape[-1]
+        assert conv.output_size(20, layer.kernel, 1, layer.padding, layer.dilation) == same == 20
+
+
+def test_parsed_layer_stacks_match_the_gradient_receptive_field():
+    for text in ("c3,c3,p2,c3,c3,p2,c3,c3,p2", "c3,c3d2,c3d4", "c3s2,c3s2,c3", "c5,p3s2,c3"):
+        layers = conv.parse_layers(text)
+        rows = conv.receptive_field(layers)
+        tuples = [(x.kind, x.kernel, x.stride, x.dilation, x.padding) for x in layers]
+        centre, first, last = _gradient_extent(tuples, 2 * rows[-1].size + 4 * rows[-1].jump + 12)
+        assert last - first + 1 == rows[-1].size, text
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("", "layers_empty"),
+        ("c3," * 13, "layers_too_many"),
+        ("c3,dense", "layer_token"),
+        ("c3,c0", "layer_range"),
+        ("c13", "layer_range"),
+        ("c3s9", "layer_range"),
+    ],
+)
+def test_layer_text_errors_are_coded(text, code):
+    with pytest.raises(ConvSettingError) as error:
+        conv.parse_layers(text)
+    assert error.value.code == code
+
+
+# ---------------------------------------------------------------------------------------------
+# one pixel of a lab feature map, for every border mode
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("border", "mode"), [("same", "constant"), ("reflect", "mirror"), ("valid", None)])
+@pytest.mark.parametrize("name", ["sobel_y", "gaussian_5x5", "emboss"])
+def test_feature_map_step_equals_the_filtered_image(border, mode, name):
+    rng = np.random.default_rng(8)
+    image = rng.random((17, 14))
+    kernel = conv.KERNELS[name].weights.astype(np.float64)
+    half = kernel.shape[0] // 2
+    if mode is None:
+        expected = scipy.ndimage.correlate(image, kernel, mode="constant")[half:-half, half:-half]
+    else:
+        expected = scipy.ndimage.correlate(image, kernel, mode=mode)
+    for row, col in [(0, 0), (0, expected.shape[1] - 1), (5, 7), (expected.shape[0] - 1, 3)]:
+        step = conv.feature_map_step(image, kernel, row, col, border)
+        assert step.total == pytest.approx(expected[row, col], abs=1e-10)
+        outside = (step.positions[..., 0] < 0) | (step.positions[..., 0] >= 17)
+        outside |= (step.positions[..., 1] < 0) | (step.positions[..., 1] >= 14)
+        np.testing.assert_array_equal(step.padding_mask, outside)
+
+
+def test_feature_map_step_reads_mirrored_values_at_a_reflect_border():
+    image = np.arange(25, dtype=np.float64).reshape(5, 5)
+    step = conv.feature_map_step(image, np.ones((3, 3)), 0, 0, "reflect")
+    # numpy "reflect" mirrors without repeating the edge: row −1 is row 1
+    np.testing.assert_array_equal(step.patch, [[6, 5, 6], [1, 0, 1], [6, 5, 6]])
+    assert step.padding_mask.sum() == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# pixel spacing and the user's DICOM
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sample_pixel_spacing_follows_the_file_and_the_shrinking():
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
+    assert conv.sample_pixel_spacing("ct_small") == pytest.approx(float(ct.PixelSpacing[0]))
+    mr = pydicom.dcmread(get_testdata_file("MR2_UNCI.dcm", download=False))
+    assert mr.Rows == 1024
+    assert conv.sample_pixel_spacing("mr_shoulder") == pytest.approx(float(mr.PixelSpacing[0]) * 2)
+    assert conv.sample_pixel_spacing("chest_radiograph") is None  # the file says 0\0
+    assert conv.sample_pixel_spacing("camera") is None
+
+
+def test_image_from_dicom_windows_inverts_and_shrinks():
+    from primer import dicom
+
+    with open(get_testdata_file("CT_small.dcm", download=False), "rb") as file:
+        ct_bytes = file.read()
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
+    image, spacing = conv.image_from_dicom(dicom.read_dicom(ct_bytes))
+    assert image.shape == (128, 128) and image.dtype == np.float32
+    assert spacing == pytest.approx(float(ct.PixelSpacing[0]))
+    hu = ct.pixel_array * float(ct.RescaleSlope) + float(ct.RescaleIntercept)
+    # a window maps HU monotonically: brighter pixels never have lower HU
+    order = np.argsort(hu.ravel(), kind="stable")
+    assert np.all(np.diff(image.ravel()[order]) >= -1e-6)
+    assert image.min() >= 0.0 and image.max() <= 1.0
+
+    radiograph = dicom.read_dicom(get_testdata_file("RG1_UNCI.dcm", download=False))
+    image, spacing = conv.image_from_dicom(radiograph)
+    assert max(image.shape) == 512 and spacing is None
+    stored = torch.from_numpy(radiograph.pixels[0].astype(np.float32))[None, None]
+    stored = F.adaptive_avg_pool2d(stored, image.shape)[0, 0].numpy()
+    assert np.corrcoef(image.ravel(), stored.ravel())[0, 1] < -0.9  # MONOCHROME1 shown inverted
+
+
+def test_image_from_dicom_refuses_a_tiny_image():
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from primer import dicom
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = 4, 4
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = np.arange(16, dtype=np.uint16).tobytes()
+    buffer = __import__("io").BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    with pytest.raises(ConvSettingError) as error:
+        conv.image_from_dicom(dicom.read_dicom(buffer.getvalue()))
+    assert error.value.code == "image_too_small"
+
+
+# ---------------------------------------------------------------------------------------------
+# learned filters
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def default_checkpoint():
+    from primer.default_model import CHECKPOINT, load_checkpoint
+
+    return load_checkpoint(CHECKPOINT)  # (lab, model, metrics); no data regeneration
+
+
+def test_model_input_is_standardized_like_training():
+    image = np.random.default_rng(6).random((64, 64)).astype(np.float32)
+    x = conv.model_input(image)
+    assert x.shape == (1, 1, 64, 64)
+    by_hand = (image - image.mean()) / image.std(ddof=1)  # torch's std is the unbiased one
+    np.testing.assert_allclose(x[0, 0].numpy(), by_hand, atol=1e-5)
+    big = conv.model_input(np.random.default_rng(7).random((200, 150)))
+    assert big.shape == (1, 1, 64, 64)
+    assert conv.model_input(image, None).shape == (1, 1, 64, 64)
+
+
+def test_first_layer_maps_match_the_models_own_first_block(default_checkpoint):
+    _, model, _ = default_checkpoint
+    x = conv.model_input(conv.sample_image("ct_small"))
+    block = model.features[0]  # Sequential(conv, batch norm, ReLU) of the plain CNN
+    with torch.no_grad():
+        expected_conv = F.conv2d(x, block[0].weight, padding=1)[0].numpy()
+        expected_relu = block(x)[0].numpy()
+    np.testing.assert_allclose(conv.first_layer_maps(model, x, "conv"), expected_conv, atol=1e-5)
+    np.testing.assert_allclose(conv.first_layer_maps(model, x, "relu"), expected_relu, atol=1e-5)
+    with pytest.raises(ConvSettingError):
+        conv.first_layer_maps(model, x, "softmax")
+
+
+def test_filter_report_against_numpy_and_an_exact_sobel():
+    rng = np.random.default_rng(12)
+    initial = rng.standard_normal((4, 3, 3))
+    learned = initial + 0.1 * rng.standard_normal((4, 3, 3))
+    learned[2] = -2.5 * conv.KERNELS["sobel_x"].weights  # sign and scale do not matter
+    report = conv.filter_report(learned, initial)
+    for i in range(4):
+        assert report.change[i] == pytest.approx(np.linalg.norm(learned[i] - initial[i]) / np.linalg.norm(initial[i]))
+        assert report.init_correlation[i] == pytest.approx(np.corrcoef(learned[i].ravel(), initial[i].ravel())[0, 1])
+    assert report.nearest[2] == "sobel_x" and report.similarity[2] == pytest.approx(1.0)
+    np.testing.assert_allclose(report.weight_sum, learned.sum(axis=(1, 2)))
+    assert conv.filter_report(learned).change is None
+
+
+def test_filter_summary_says_near_start_only_while_every_filter_resembles_it():
+    from primer import conv_figures
+
+    rng = np.random.default_rng(5)
+    initial = rng.standard_normal((6, 3, 3))
+    for noise in (0.05, 3.0):  # a nudge keeps r near 1; a large random step breaks the resemblance
+        learned = initial + noise * rng.standard_normal((6, 3, 3))
+        summary = conv_figures.filter_summary(conv.filter_report(learned, initial))
+        r = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(learned, initial, strict=True)]
+        assert summary["correlation_min"] == pytest.approx(min(r))
+        assert summary["near_start"] == (min(r) >= 0.9)
+    assert summary["near_start"] is False and noise == 3.0
+
+
+def test_default_model_first_layer_barely_moved_from_its_start(default_checkpoint):
+    """The chapter says so in lab 6, the lesson and the quiz: keep it true for the shipped model."""
+    import models
+
+    lab, model, _ = default_checkpoint
+    start = conv.starting_filters(lab, 2)
+    fresh = models.build(lab.model, seed=lab.seed, num_classes=2, width=lab.width)
+    np.testing.assert_array_equal(start, conv.first_conv(fresh).weight.detach()[:, 0].numpy())
+    report = conv.filter_report(conv.filter_weights(model), start)
+    assert report.init_correlation.min() > 0.95
+    assert report.similarity.max() < 0.9  # and none is a textbook kernel
+
+
+def test_batch_feature_maps_channels_are_the_named_kernels():
+    images = [conv.sample_image(n, 128) for n in ("ct_small", "camera")]
+    batch = conv.batch_feature_maps(images, side=32)
+    assert batch.shape == (2, 3, 32, 32)
+    small = F.adaptive_avg_pool2d(torch.from_numpy(images[1])[None, None], 32)[0, 0].numpy()
+    np.testing.assert_allclose(batch[1, 0], small, atol=1e-5)  # channel 0 is the identity kernel
+    expected = scipy.ndimage.correlate(small.astype(np.float64), conv.KERNELS["laplacian"].weights.astype(float),
+                                       mode="mirror")  # fmt: skip
+    np.testing.assert_allclose(batch[1, 2], expected, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# figures: what is drawn is what the core computed
+# ---------------------------------------------------------------------------------------------
+
+
+def test_quiz_dot_product_answer_is_the_sum_of_the_drawn_numbers():
+    from primer import conv_figures
+
+    for seed in range(5):
+        question = conv_figures.quiz_dot_product(seed)
+        patch, kernel = (np.asarray(trace["z"]) for trace in question.figure.light_data)
+        assert question.answer == pytest.approx(float((patch * kernel).sum()))
+        texts = [np.asarray(trace["text"]).astype(float) for trace in question.figure.light_data]
+        np.testing.assert_array_equal(texts[0], patch)  # the numbers written are the numbers used
+        np.testing.assert_array_equal(texts[1], kernel)
+
+
+def test_quiz_receptive_field_answer_matches_the_gradient():
+    from primer import conv_figures
+
+    question = conv_figures.quiz_receptive_field("c3,c3,p2,c3")
+    tuples = [(x.kind, x.kernel, x.stride, x.dilation, x.padding) for x in conv.parse_layers("c3,c3,p2,c3")]
+    _, first, last = _gradient_extent(tuples, 60)
+    assert question.answer == last - first + 1 == 10
+
+
+def test_grid_view_frames_mark_exactly_the_cells_each_output_reads():
+    from primer import conv_figures
+
+    reads = conv.reads_map(7, 3, 2, 1, 2)
+    fig = conv_figures.grid_view_figure(reads, 1, 1, ("in", "out"))
+    frames = fig.light_frames
+    assert len(frames) == reads.output_shape[0] * reads.output_shape[1]
+    for frame in frames:
+        i, j = (int(v) for v in frame["name"].split(","))
+        overlay = frame["data"][0]
+        rows, cols = np.nonzero(~np.isnan(overlay["z"]))
+        marked = sorted(zip(rows + overlay["y0"], cols + overlay["x0"], strict=True))
+        assert marked == sorted(map(tuple, reads.cells(i, j).reshape(-1, 2).tolist()))
+        assert (frame["data"][1]["y0"], frame["data"][1]["x0"]) == (i, j)
+
+
+def test_output_size_latex_ends_with_the_output_size():
+    from primer import conv_figures
+
+    for args in [(7, 3, 1, 0, 1), (64, 5, 2, 2, 1), (9, 3, 3, 1, 2)]:
+        assert conv_figures.output_size_latex(*args).endswith(f"= {conv.output_size(*args)}")
+
+
+def test_light_figures_serialize_with_binary_arrays_and_keep_a_real_layout():
+    import plotly.io as pio
+
+    from primer import conv_figures
+
+    image = conv.sample_image("ct_small")
+    fig = conv_figures.image_and_map_figure(image, conv.apply_kernel(image, "laplacian"), ("a", "b"))
+    fig.update_layout(height=777)
+    spec = fig.to_dict()
+    assert spec["layout"]["height"] == 777
+    heatmap = spec["data"][1]
+    assert heatmap["z"]["dtype"] == "f4" and "bdata" in heatmap["z"]
+    assert heatmap["zmax"] == -heatmap["zmin"] > 0  # a diverging scale centred on zero
+    assert isinstance(heatmap["colorscale"], list)  # explicit colours: plotly.js knows no "RdBu_r"
+    assert len(pio.to_json(spec, validate=False)) > 100_000
