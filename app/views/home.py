@@ -27,7 +27,7 @@ for number, chapter in enumerate(chapters, start=1):
         head.markdown(chapter.text("summary", ui.lang()))
         for lab in chapter.labs:
             head.markdown(f"- **{ui.bi(lab.title)}**: {ui.bi(lab.what)}")
-        side.metric(ui.t("home.minutes"), f"{chapter.minutes} min")
+        side.metric(ui.t("home.minutes"), ui.t("home.minutes_value", minutes=chapter.minutes))
         read = len(progress.lessons_read.get(chapter.id, ()))
         total = len(content.lessons(chapter.id, ui.lang()))
         right, answered = progress.quiz_score(chapter.id)
