@@ -107,4 +107,4 @@ class SeededDropout(nn.Module):
 
 def _load_all() -> None:
     # Importing the modules runs their @register decorators.
-    from models import classifiers  # noqa: F401
+    from models import blocks, classifiers, detection, generative, segmentation  # noqa: F401

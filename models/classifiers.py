@@ -8,6 +8,8 @@ hooks need the pre-activation values intact.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -40,6 +42,37 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.embed(x)))  # (N, num_classes)
+
+
+# A stage's block: (channels in, channels out) → one module, or a few that run in sequence.
+BlockMaker = Callable[[int, int], nn.Module | list[nn.Module]]
+
+
+def staged_classifier(
+    block: BlockMaker,
+    in_channels: int = 1,
+    num_classes: int = 2,
+    width: int = 16,
+    stages: int = 3,
+    blocks_per_stage: int = 1,
+    dropout: float = 0.0,
+    pool: str = "max",
+) -> Classifier:
+    """The skeleton every design shares: a full 3×3 conv stem; per stage `blocks_per_stage`
+    blocks to width·2^stage channels, then 2×2 max pooling; global pooling and a linear head.
+
+    The stem stays a full convolution for every design: one input channel leaves nothing to
+    mix, split or re-weight, so the designs only start to differ from the first stage on."""
+    layers: list[nn.Module] = [conv_bn_relu(in_channels, width)]
+    c = width
+    for stage in range(stages):
+        c_out = width * 2**stage  # the same channels per stage in every design
+        for _ in range(blocks_per_stage):
+            made = block(c, c_out)
+            layers += made if isinstance(made, list) else [made]
+            c = c_out
+        layers.append(nn.MaxPool2d(2))
+    return Classifier(nn.Sequential(*layers), c, num_classes, dropout, pool)
 
 
 @register(
@@ -100,21 +133,5 @@ class ResidualBlock(nn.Module):
         "zh": "每个模块把输入直接加到输出上，梯度可以经捷径回传，因此更深的网络也能训练。",
     },
 )
-def resnet_small(
-    in_channels: int = 1,
-    num_classes: int = 2,
-    width: int = 16,
-    stages: int = 3,
-    blocks_per_stage: int = 1,
-    dropout: float = 0.0,
-    pool: str = "max",
-) -> Classifier:
-    layers: list[nn.Module] = [conv_bn_relu(in_channels, width)]
-    c = width
-    for stage in range(stages):
-        c_out = width * 2**stage
-        for _ in range(blocks_per_stage):
-            layers.append(ResidualBlock(c, c_out))
-            c = c_out
-        layers.append(nn.MaxPool2d(2))
-    return Classifier(nn.Sequential(*layers), c, num_classes, dropout, pool)
+def resnet_small(blocks_per_stage: int = 1, **common) -> Classifier:
+    return staged_classifier(ResidualBlock, blocks_per_stage=blocks_per_stage, **common)

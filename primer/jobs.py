@@ -9,6 +9,12 @@ data) gets that job instead of a new one: the second student sees the first one'
     job = queue.submit(lab)            # Job: state, live epochs, progress, position, result
     job.position()                     # 0 running, k = k-th in line
     job.release()                      # this viewer no longer wants it (Stop)
+
+Work that is not a training-lab run (a chapter's own training loop: a detector, a U-Net, an
+autoencoder) goes through the same line, so it never runs beside another job on the same cores:
+
+    job = queue.submit_work("dae:4:0", work=lambda job: train(..., on_epoch=job.add_epoch,
+                            should_stop=job.should_stop), total_epochs=12)
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from primer.train import EpochRecord, RunResult, TensorData, TrainLab, cross_validate, run_experiment
 
@@ -35,8 +43,8 @@ def lab_key(lab: TrainLab, data_key: str = "phantom", kind: str = "train") -> st
 @dataclass
 class Job:
     key: str
-    lab: TrainLab
-    kind: str = "train"  # train: one run (RunResult); cv: k-fold cross-validation (dict)
+    lab: TrainLab | None = None  # None for "work" jobs
+    kind: str = "train"  # train: one run (RunResult); cv: k-fold cross-validation (dict); work: any callable
     state: str = "queued"  # queued → running → done | stopped | failed
     epochs: list[EpochRecord] = field(default_factory=list)
     progress: float = 0.0  # fraction of all training steps done
@@ -46,6 +54,9 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     viewers: int = 1
+    total_epochs: int = 0  # work jobs: how many epochs the callable will report
+    latest: Any = None  # work jobs: the newest intermediate picture (e.g. generated samples)
+    _work: Callable[[Job], Any] | None = field(default=None, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _queue: TrainingQueue | None = field(default=None, repr=False)
 
@@ -67,6 +78,16 @@ class Job:
             return 0.0
         end = self.finished_at if self.finished_at is not None else time.monotonic()
         return end - self.started_at
+
+    def add_epoch(self, record: Any, latest: Any = None) -> None:
+        """For work callables: report one finished epoch (and optionally a picture of it)."""
+        self.epochs = [*self.epochs, record]  # a new list: readers never see it half-built
+        if latest is not None:
+            self.latest = latest
+        self.progress = min(1.0, len(self.epochs) / max(1, self.total_epochs))
+
+    def should_stop(self) -> bool:
+        return self._stop.is_set()
 
     def release(self) -> None:
         """One viewer stops watching; the run stops when nobody watches any more."""
@@ -95,19 +116,28 @@ class TrainingQueue:
         """Queue a run (kind "train") or a k-fold cross-validation ("cv"), or join the identical
         one. Uploaded data must pass a per-session `data_key`, so no two sessions ever share a
         result built from someone's upload."""
-        key = lab_key(lab, data_key, kind)
+        return self._enqueue(Job(key=lab_key(lab, data_key, kind), lab=lab, kind=kind, _queue=self), data)
+
+    def submit_work(self, key: str, work: Callable[[Job], Any], total_epochs: int = 1) -> Job:
+        """Queue `work(job)` (its return value becomes `job.result`), or join the job already
+        filed under `key`. The key must name everything the result depends on (settings and
+        seed): two viewers with the same key share one run. `work` reports through
+        `job.add_epoch` and should return early when `job.should_stop()`."""
+        job = Job(key=f"work:{key}", kind="work", total_epochs=total_epochs, _work=work, _queue=self)
+        return self._enqueue(job, None)
+
+    def _enqueue(self, new: Job, data: TensorData | None) -> Job:
         with self._lock:
-            job = self._jobs.get(key)
+            job = self._jobs.get(new.key)
             if job is not None and job.state not in ("failed", "stopped"):
                 job.viewers += 1
-                self._jobs.move_to_end(key)
+                self._jobs.move_to_end(new.key)
                 return job
-            job = Job(key=key, lab=lab, kind=kind, _queue=self)
-            self._jobs[key] = job
-            self._waiting.append(job)
+            self._jobs[new.key] = new
+            self._waiting.append(new)
             self._evict()
-        self._pool.submit(self._run, job, data)
-        return job
+        self._pool.submit(self._run, new, data)
+        return new
 
     def position(self, job: Job) -> int:
         with self._lock:
@@ -136,7 +166,7 @@ class TrainingQueue:
                 return
             job.state, job.started_at = "running", time.monotonic()
         torch.set_num_threads(self.threads_per_job)
-        total_epochs = max(1, job.lab.num_epochs)
+        total_epochs = max(1, job.lab.num_epochs) if job.lab is not None else 1
 
         def on_batch(epoch: int, batch: int, num_batches: int) -> None:
             job.progress = ((epoch - 1) + batch / num_batches) / total_epochs
@@ -148,7 +178,10 @@ class TrainingQueue:
             job.progress = fold / k
 
         try:
-            if job.kind == "cv":
+            if job.kind == "work":
+                job.result = job._work(job)
+                job.state = "stopped" if job._stop.is_set() else "done"
+            elif job.kind == "cv":
                 job.result = cross_validate(job.lab, data, on_fold=on_fold, should_stop=job._stop.is_set)
                 job.state = "stopped" if job.result["stopped"] else "done"
             else:

@@ -1,0 +1,540 @@
+"""Plotly figures for the architectures chapter.
+
+Builders take arrays and already-translated labels and return figures; nothing here knows the
+page or the language. Images are drawn as RGB composites (grey anatomy, coloured overlays) with
+`go.Image`, rows pointing down as a radiologist reads them; boxes are layout rectangles drawn
+around whole pixels (a box x1..x2 inclusive spans x1 − 0.5 to x2 + 0.5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from primer.quiz import FigureQuestion
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+INSTANCE_COLORS = ((255, 99, 71), (65, 105, 225), (50, 205, 50), (255, 215, 0), (186, 85, 211), (0, 206, 209))
+TRUTH_COLOR = "#00e676"  # green dashed: ground truth
+PRED_COLOR = "#ff1744"  # red: predictions
+CANDIDATE_COLOR = "rgba(255, 193, 7, 0.9)"  # amber: boxes before NMS
+
+
+# ---------------------------------------------------------------------------------------------
+# Image helpers
+
+
+def to_grey(image: np.ndarray, window: tuple[float, float] | None = None) -> np.ndarray:
+    """(H, W) values → (H, W) in [0, 1]; by default the 1st–99th percentile maps to black–white."""
+    image = np.asarray(image, dtype=np.float64)
+    lo, hi = window if window is not None else np.percentile(image, [1, 99])
+    return np.clip((image - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+
+
+def rgb(grey: np.ndarray) -> np.ndarray:
+    """(H, W) in [0, 1] → (H, W, 3) float."""
+    return np.repeat(np.asarray(grey, dtype=np.float64)[..., None], 3, axis=2)
+
+
+def blend(base: np.ndarray, mask: np.ndarray, color: Sequence[int], alpha: float = 0.45) -> np.ndarray:
+    """Tint the pixels of `mask` (H, W) with `color` (0–255 RGB) over an (H, W, 3) image."""
+    out = base.copy()
+    tint = np.asarray(color, dtype=np.float64) / 255.0
+    out[mask] = (1 - alpha) * out[mask] + alpha * tint
+    return out
+
+
+def outline(base: np.ndarray, mask: np.ndarray, color: Sequence[int]) -> np.ndarray:
+    """Paint the border pixels of `mask` in `color`."""
+    from primer.segdet import boundary
+
+    out = base.copy()
+    out[boundary(mask)] = np.asarray(color, dtype=np.float64) / 255.0
+    return out
+
+
+def heat(base: np.ndarray, amap: np.ndarray, strength: float = 0.65) -> np.ndarray:
+    """A non-negative map (scaled to its own maximum) over the image in a yellow–red ramp."""
+    amap = np.clip(np.asarray(amap, dtype=np.float64), 0, None)
+    amap = amap / amap.max() if amap.max() > 0 else amap
+    color = np.stack([np.ones_like(amap), 1.0 - 0.85 * amap, 0.2 * (1 - amap)], axis=-1)  # yellow → red
+    weight = (strength * amap)[..., None]
+    return (1 - weight) * base + weight * color
+
+
+def as_uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+def _box_shape(box: Sequence[float], color: str, xref: str, yref: str, dash: str = "solid", width: float = 2) -> dict:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return dict(
+        type="rect",
+        x0=x1 - 0.5,
+        y0=y1 - 0.5,
+        x1=x2 + 0.5,
+        y1=y2 + 0.5,
+        xref=xref,
+        yref=yref,
+        line=dict(color=color, width=width, dash=dash),
+    )
+
+
+def _axis_refs(index: int) -> tuple[str, str]:
+    suffix = "" if index == 1 else str(index)
+    return f"x{suffix}", f"y{suffix}"
+
+
+def _clean_axes(fig: go.Figure) -> None:
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="")
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, ticks="")
+
+
+def image_row(
+    images: Sequence[np.ndarray],
+    titles: Sequence[str],
+    boxes: Sequence[Sequence[dict]] | None = None,
+    annotations: Sequence[Sequence[dict]] | None = None,
+    height: int = 330,
+) -> go.Figure:
+    """Several RGB images (H, W, 3) in [0, 1] side by side, each with optional boxes
+    ({"box", "color", "dash", "label"}) drawn on top."""
+    fig = make_subplots(rows=1, cols=len(images), subplot_titles=list(titles), horizontal_spacing=0.02)
+    for i, image in enumerate(images, start=1):
+        fig.add_trace(go.Image(z=as_uint8(image), hoverinfo="skip"), row=1, col=i)
+        xref, yref = _axis_refs(i)
+        for item in boxes[i - 1] if boxes else ():
+            fig.add_shape(
+                **_box_shape(item["box"], item["color"], xref, yref, item.get("dash", "solid"), item.get("width", 2))
+            )
+            if item.get("label"):
+                fig.add_annotation(
+                    x=float(item["box"][0]) - 0.5,
+                    y=float(item["box"][1]) - 0.5,
+                    xref=xref,
+                    yref=yref,
+                    text=item["label"],
+                    showarrow=False,
+                    xanchor="left",
+                    yanchor="bottom",
+                    font=dict(color="white", size=11),
+                    bgcolor=item["color"],
+                    borderpad=1,
+                )
+        for note in annotations[i - 1] if annotations else ():
+            fig.add_annotation(xref=xref, yref=yref, **note)
+    _clean_axes(fig)
+    fig.update_layout(height=height, margin=dict(l=5, r=5, t=40, b=5), showlegend=False)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks: race, degradation, gradient flow
+
+
+def race_chart(entries, names: dict[str, str], labels: dict[str, str]) -> go.Figure:
+    """Validation AUC against training time, one line per design (a point per epoch); the last
+    point is a bubble whose area is proportional to the parameter count."""
+    fig = go.Figure()
+    largest = max((e.params for e in entries), default=1)
+    for i, entry in enumerate(entries):
+        color = PALETTE[i % len(PALETTE)]
+        name = names.get(entry.model, entry.model)
+        fig.add_trace(
+            go.Scatter(
+                x=list(entry.epoch_seconds),
+                y=list(entry.val_auc),
+                mode="lines+markers",
+                line=dict(color=color, width=2),
+                marker=dict(size=5),
+                name=name,
+                legendgroup=entry.model,
+                hovertemplate=f"{name}<br>{labels['time']}: %{{x:.1f}} s<br>{labels['val_auc']}: %{{y:.3f}}<extra></extra>",
+            )
+        )
+        size = 14 + 46 * np.sqrt(entry.params / largest)
+        fig.add_trace(
+            go.Scatter(
+                x=[entry.seconds],
+                y=[entry.val_auc[-1] if entry.val_auc else np.nan],
+                mode="markers+text",
+                marker=dict(size=size, color=color, opacity=0.35, line=dict(color=color, width=2)),
+                text=[f"{entry.params / 1000:.1f}k"],
+                textposition="middle center",
+                textfont=dict(size=11),
+                showlegend=False,
+                legendgroup=entry.model,
+                hovertemplate=(
+                    f"{name}<br>{labels['params']}: {entry.params:,}<br>{labels['flops']}: {entry.flops / 1e6:.1f} M"
+                    f"<br>{labels['test_auc']}: {entry.test_auc:.3f}<br>{labels['time']}: {entry.seconds:.1f} s<extra></extra>"
+                ),
+            )
+        )
+    fig.update_layout(
+        xaxis_title=labels["time"],
+        yaxis_title=labels["val_auc"],
+        height=440,
+        margin=dict(l=60, r=20, t=30, b=50),
+        legend=dict(orientation="h", y=-0.2),
+    )
+    fig.add_hline(y=0.5, line=dict(color="#9e9e9e", dash="dot"), annotation_text=labels["chance"])
+    return fig
+
+
+def degradation_chart(
+    runs: dict[str, dict[str, Sequence[float]]], names: dict[str, str], labels: dict[str, str]
+) -> go.Figure:
+    """Training loss and training accuracy per epoch for each model (the degradation problem is
+    about the training set: a deeper plain net fits it worse, not just generalises worse)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(labels["train_loss"], labels["train_accuracy"]))
+    for i, (model, run) in enumerate(runs.items()):
+        color = PALETTE[i % len(PALETTE)]
+        epochs = list(range(1, len(run["train_loss"]) + 1))
+        for col, key in ((1, "train_loss"), (2, "train_accuracy")):
+            fig.add_trace(
+                go.Scatter(
+                    x=epochs,
+                    y=list(run[key]),
+                    mode="lines+markers",
+                    name=names.get(model, model),
+                    line=dict(color=color, width=2),
+                    showlegend=col == 1,
+                    legendgroup=model,
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title_text=labels["epoch"], dtick=1)
+    fig.update_layout(height=380, margin=dict(l=50, r=20, t=40, b=40), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def gradient_flow_chart(flows, names: dict[str, str], labels: dict[str, str]) -> go.Figure:
+    """RMS weight gradient of each 3×3 conv layer at initialisation, input side on the left."""
+    fig = go.Figure()
+    for i, flow in enumerate(flows):
+        fig.add_trace(
+            go.Scatter(
+                x=list(flow.layer),
+                y=list(flow.grad_norm),
+                mode="lines+markers",
+                name=names.get(flow.model, flow.model),
+                line=dict(color=PALETTE[i % len(PALETTE)], width=2),
+            )
+        )
+    fig.update_layout(
+        xaxis_title=labels["layer"],
+        yaxis_title=labels["grad"],
+        yaxis_type="log",
+        yaxis_dtick=1,  # one label per decade: the spread is read in orders of magnitude
+        height=360,
+        margin=dict(l=60, r=20, t=20, b=50),
+        legend=dict(orientation="h", y=-0.25),
+    )
+    return fig
+
+
+def training_curves(histories: dict[str, Sequence], labels: dict[str, str], total_epochs: int) -> go.Figure:
+    """Loss and score per epoch for the live task models (score: Dice or AP, or PSNR)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(labels["loss"], labels["score"]))
+    for i, (name, history) in enumerate(histories.items()):
+        color = PALETTE[i % len(PALETTE)]
+        epochs = [h.epoch for h in history]
+        for col, values in ((1, [h.loss for h in history]), (2, [h.score for h in history])):
+            fig.add_trace(
+                go.Scatter(
+                    x=epochs,
+                    y=values,
+                    mode="lines+markers",
+                    name=name,
+                    line=dict(color=color),
+                    legendgroup=name,
+                    showlegend=col == 1,
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title_text=labels["epoch"], range=[0.5, total_epochs + 0.5], dtick=max(1, total_epochs // 10))
+    fig.update_layout(height=300, margin=dict(l=50, r=20, t=40, b=40), legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Four tasks
+
+
+def pr_curve(recall: np.ndarray, precision: np.ndarray, labels: dict[str, str]) -> go.Figure:
+    fig = go.Figure(
+        go.Scatter(
+            x=np.r_[0.0, recall],
+            y=np.r_[1.0, precision],
+            mode="lines",
+            line=dict(shape="hv", color=PALETTE[0], width=2),
+            hovertemplate=f"{labels['recall']}: %{{x:.2f}}<br>{labels['precision']}: %{{y:.2f}}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        xaxis=dict(title=labels["recall"], range=[0, 1.02]),
+        yaxis=dict(title=labels["precision"], range=[0, 1.02]),
+        height=300,
+        margin=dict(l=50, r=20, t=20, b=40),
+    )
+    return fig
+
+
+def instance_overlay(image_grey: np.ndarray, instance_map: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Each instance (1..k) tinted in its own colour, with its border drawn solid."""
+    out = rgb(image_grey)
+    for k in range(1, int(instance_map.max()) + 1):
+        color = INSTANCE_COLORS[(k - 1) % len(INSTANCE_COLORS)]
+        mask = instance_map == k
+        out = outline(blend(out, mask, color, alpha), mask, color)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Generative
+
+
+def mosaic(patches: np.ndarray, columns: int, gap: int = 2) -> np.ndarray:
+    """(N, h, w) patches in [0, 1] → one (rows·(h+gap), columns·(w+gap)) image, white gaps."""
+    n, h, w = patches.shape
+    rows = -(-n // columns)
+    out = np.ones((rows * (h + gap) - gap, columns * (w + gap) - gap))
+    for i, patch in enumerate(patches):
+        r, c = divmod(i, columns)
+        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = patch
+    return out
+
+
+def grey_figure(image: np.ndarray, height: int = 320, title: str = "") -> go.Figure:
+    """One grey image in [0, 1] (a mosaic, a strip)."""
+    fig = go.Figure(go.Image(z=as_uint8(rgb(image)), hoverinfo="skip"))
+    _clean_axes(fig)
+    fig.update_layout(height=height, margin=dict(l=5, r=5, t=30 if title else 5, b=5), title=title or None)
+    return fig
+
+
+def code_scatter(
+    coords: np.ndarray,
+    source: np.ndarray,
+    source_names: Sequence[str],
+    highlight: dict[str, np.ndarray],
+    labels: dict[str, str],
+) -> go.Figure:
+    """The test patches' codes in 2-D (PCA), one colour per CT slice; `highlight` marks a few
+    named points (the chosen patch clean, and noisy at the current level)."""
+    fig = go.Figure()
+    for s, name in enumerate(source_names):
+        pick = source == s
+        if pick.any():
+            fig.add_trace(
+                go.Scatter(
+                    x=coords[pick, 0],
+                    y=coords[pick, 1],
+                    mode="markers",
+                    marker=dict(size=6, color=PALETTE[s % len(PALETTE)], opacity=0.55),
+                    name=name,
+                    hoverinfo="skip",
+                )
+            )
+    symbols = ("star", "x", "diamond")
+    for i, (name, point) in enumerate(highlight.items()):
+        fig.add_trace(
+            go.Scatter(
+                x=[point[0]],
+                y=[point[1]],
+                mode="markers",
+                marker=dict(
+                    size=16, symbol=symbols[i % len(symbols)], color="#ffd600", line=dict(color="black", width=1.5)
+                ),
+                name=name,
+            )
+        )
+    fig.update_layout(
+        xaxis_title=labels["pc1"],
+        yaxis_title=labels["pc2"],
+        height=380,
+        margin=dict(l=50, r=20, t=20, b=40),
+        legend=dict(orientation="h", y=-0.25),
+    )
+    return fig
+
+
+def latent_scatter(
+    means: np.ndarray, shapes: np.ndarray, shape_names: Sequence[str], path: np.ndarray | None, labels: dict[str, str]
+) -> go.Figure:
+    """Test lesions' latent means (first two dimensions), coloured by shape; the interpolation
+    path drawn as a line."""
+    fig = go.Figure()
+    for s, name in enumerate(shape_names):
+        pick = shapes == s
+        fig.add_trace(
+            go.Scatter(
+                x=means[pick, 0],
+                y=means[pick, 1],
+                mode="markers",
+                marker=dict(size=5, color=PALETTE[s], opacity=0.5),
+                name=name,
+                hoverinfo="skip",
+            )
+        )
+    if path is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=path[:, 0],
+                y=path[:, 1],
+                mode="lines+markers",
+                line=dict(color="black", width=2),
+                marker=dict(size=7, color="black"),
+                name=labels["path"],
+            )
+        )
+    fig.update_layout(
+        xaxis_title=labels["z1"],
+        yaxis_title=labels["z2"],
+        height=380,
+        margin=dict(l=50, r=20, t=20, b=40),
+        legend=dict(orientation="h", y=-0.25),
+    )
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Quiz: read the parameter count off a layer table
+
+
+def quiz_depthwise_savings(channels: int = 32) -> FigureQuestion:
+    """Bar chart of the weights of a full 3×3 conv and a depthwise-separable one for `channels`
+    in and out; the question asks how many times fewer the separable one has (computed here)."""
+    full = 9 * channels * channels
+    separable = 9 * channels + channels * channels
+    fig = go.Figure(
+        go.Bar(
+            x=["3×3 conv", "depthwise 3×3 + pointwise 1×1"],
+            y=[full, separable],
+            text=[f"{full:,}", f"{separable:,}"],
+            textposition="outside",
+            marker_color=[PALETTE[0], PALETTE[2]],
+        )
+    )
+    fig.update_layout(
+        height=300,
+        margin=dict(l=50, r=20, t=30, b=40),
+        yaxis_title="weights",
+        title=f"{channels} → {channels} channels",
+    )
+    return FigureQuestion(fig, round(full / separable, 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# The four tasks, composed
+
+
+def four_tasks_row(
+    image: np.ndarray,
+    titles: Sequence[str],
+    truth_boxes: np.ndarray,
+    truth_mask: np.ndarray,
+    cam: np.ndarray | None,
+    det_boxes: np.ndarray | None,
+    det_scores: np.ndarray | None,
+    seg_mask: np.ndarray | None,
+    instances: np.ndarray | None,
+    missing: str,
+) -> go.Figure:
+    """Classification (Grad-CAM), detection (boxes), semantic and instance segmentation of one
+    image. Truth is green (dashed boxes, outlines); a panel whose model is not trained yet
+    shows the bare image with `missing` written on it."""
+    grey = to_grey(image)
+    base = rgb(grey)
+    truth_outline = outline(base, truth_mask, (0, 230, 118))
+    panels, boxes, notes = [], [], []
+    note = [
+        dict(
+            x=image.shape[1] / 2,
+            y=image.shape[0] * 0.92,  # along the bottom edge: the lesions stay visible
+            text=missing,
+            showarrow=False,
+            font=dict(color="white", size=13),
+            bgcolor="rgba(0,0,0,0.6)",
+        )
+    ]
+    truth = [{"box": b, "color": TRUTH_COLOR, "dash": "dash", "width": 1.5} for b in truth_boxes]
+    # classification
+    panels.append(base if cam is None else heat(base, cam))
+    boxes.append([])
+    notes.append(note if cam is None else [])
+    # detection
+    panels.append(base)
+    predicted = (
+        []
+        if det_boxes is None
+        else [{"box": b, "color": PRED_COLOR, "label": f"{s:.2f}"} for b, s in zip(det_boxes, det_scores, strict=True)]
+    )
+    boxes.append(truth + predicted)
+    notes.append(note if det_boxes is None else [])
+    # semantic segmentation
+    panels.append(
+        truth_outline
+        if seg_mask is None
+        else outline(blend(base, seg_mask, (255, 23, 68), 0.5), truth_mask, (0, 230, 118))
+    )
+    boxes.append([])
+    notes.append(note if seg_mask is None else [])
+    # instance segmentation
+    panels.append(truth_outline if instances is None else instance_overlay(grey, instances))
+    boxes.append([])
+    notes.append(note if instances is None else [])
+    return image_row(panels, titles, boxes, notes)
+
+
+def nms_row(
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    cand_boxes: np.ndarray,
+    cand_scores: np.ndarray,
+    kept: Sequence[int],
+    truth_boxes: np.ndarray,
+    kept_ious: Sequence[float],
+    titles: Sequence[str],
+) -> go.Figure:
+    """The detector's steps on one image: its heatmap, every box above the score threshold,
+    and the boxes NMS keeps (labelled with score and IoU against the nearest true box)."""
+    grey = to_grey(image)
+    base = rgb(grey)
+    size = image.shape[0] // heatmap.shape[0]
+    upsampled = np.kron(heatmap, np.ones((size, size)))  # (H, W): each cell as a block
+    truth = [{"box": b, "color": TRUTH_COLOR, "dash": "dash", "width": 1.5} for b in truth_boxes]
+    candidates_drawn = [{"box": b, "color": CANDIDATE_COLOR, "width": 1} for b in cand_boxes]
+    kept_drawn = [
+        {"box": cand_boxes[j], "color": PRED_COLOR, "label": f"{cand_scores[j]:.2f} · IoU {iou:.2f}"}
+        for j, iou in zip(kept, kept_ious, strict=True)
+    ]
+    return image_row(
+        [heat(base, upsampled, 0.8), base, base], titles, [[], truth + candidates_drawn, truth + kept_drawn]
+    )
+
+
+def overlap_panel(image: np.ndarray, probs: np.ndarray, truth: np.ndarray, titles: Sequence[str]) -> go.Figure:
+    """The U-Net's probability map, and its mask against the truth: true positive pixels
+    yellow, false positives red, false negatives blue."""
+    from primer.segdet import overlap_map
+
+    grey = to_grey(image)
+    base = rgb(grey)
+    codes = overlap_map(truth, probs >= 0.5)
+    colored = base
+    for code, color in ((1, (255, 214, 0)), (2, (255, 23, 68)), (3, (41, 121, 255))):
+        colored = blend(colored, codes == code, color, 0.7)
+    return image_row([hot(probs), colored], titles)
+
+
+def hot(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] on an absolute black → red → yellow → white scale, (H, W, 3): 0.5, the
+    threshold of the mask, is pure red."""
+    v = np.clip(np.asarray(values, dtype=np.float64), 0, 1)
+    return np.stack([np.clip(2 * v, 0, 1), np.clip(2 * v - 1, 0, 1), np.clip(4 * v - 3, 0, 1)], axis=-1)

@@ -1,0 +1,221 @@
+"""The architectures page in AppTest: every lab's controls move what they should.
+
+Training runs are replaced by small finished jobs placed in the session (what the page keeps
+after a real run), so the result views can be driven without waiting for training."""
+
+import json
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from app.widgets import arch_generative, arch_tasks
+from primer import generative as gen
+from primer import tasks
+from primer.architectures import parameter_count
+from primer.generative import DaeLab, VaeLab
+from primer.jobs import Job
+from primer.tasks import FourTaskLab
+from primer.train import EpochRecord, TrainLab
+from tests.conftest import assert_no_exception, run_page
+
+PAGE = "views/architectures.py"
+torch.set_num_threads(1)
+
+
+def done(key: str, epochs: list, result: dict) -> Job:
+    """A finished work job as the shared training queue leaves it."""
+    return Job(key=f"work:{key}", kind="work", state="done", epochs=epochs, progress=1.0, result=result)
+
+
+@pytest.fixture(scope="module")
+def finished_jobs():
+    """Finished detector, U-Net, autoencoder and VAE jobs for the default settings, trained
+    for an epoch or two on a little data (the views only need real models)."""
+    train, test = tasks.task_data(tasks.task_config(n=120))
+    config = tasks.TaskTrainConfig(num_epochs=2, width=4, detector_width=8)
+    det, det_history = tasks.train_detector(train, test, config)
+    unet, seg_history = tasks.train_segmenter(train, test, config)
+    lab = FourTaskLab()
+    task_jobs = {
+        "det": done(arch_tasks.det_key(lab), det_history, {"model": det, "pr": tasks.detection_pr(det, test)}),
+        "seg": done(arch_tasks.seg_key(lab), seg_history, {"model": unet, "dice": seg_history[-1].score}),
+    }
+    _, ct_test = gen.ct_patches()
+    dae = models.build("dae_small", seed=0).eval()
+    dae_job = done(
+        arch_generative.dae_key(DaeLab()),
+        [tasks.TaskEpoch(1, 0.1, 20.0, 1.0)],
+        {"model": dae, "codes": gen.code_pca(dae, gen.CtPatches(ct_test.clean[:48], ct_test.source[:48]))},
+    )
+    patches, _ = gen.lesion_patches(n=100)
+    vae, run = gen.train_vae(patches, gen.VaeConfig(num_epochs=1))
+    vae_job = done(arch_generative.vae_key(VaeLab()), run.history, {"model": vae, "run": run})
+    return {"arch.tasks": task_jobs, "arch.dae": dae_job, "arch.vae": vae_job}
+
+
+@pytest.fixture(scope="module")
+def page():
+    at = run_page(PAGE, timeout=300)
+    assert_no_exception(at)
+    return at
+
+
+def metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def captions(at) -> str:
+    return "\n".join(c.value for c in at.caption)
+
+
+def figure_text(at, key: str) -> str:
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
+    return json.dumps(json.loads(chart.proto.spec), ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_page_opens_with_every_lab(page):
+    assert page.title[0].value == "Architectures"
+    headers = [h.value for h in page.header]
+    assert any("Building blocks" in h for h in headers) and any("Generative" in h for h in headers)
+    assert len(page.get("graphviz_chart")) == 2
+    assert headers[-1] == "Check your understanding"
+    for key in (
+        "blocks.model",
+        "race.plain_cnn",
+        "degrade.blocks_per_stage",
+        "fourtask.contrast",
+        "dae.noise",
+        "vae.latent_dim",
+    ):
+        assert page.session_state[key] is not None
+
+
+def test_choosing_a_design_changes_its_numbers(page):
+    expected = parameter_count(models.build("resnet_small", width=8))
+    assert metric(page, "Parameters") == f"{expected:,}"
+    page.selectbox(key="blocks.model").set_value("separable_cnn").run()
+    assert_no_exception(page)
+    assert metric(page, "Parameters") == f"{parameter_count(models.build('separable_cnn', width=8)):,}"
+    page.selectbox(key="blocks.model").set_value("se_resnet").run()
+    assert metric(page, "Receptive field") == "whole image"
+    page.select_slider(key="blocks.width").set_value(16).run()
+    assert metric(page, "Parameters") == f"{parameter_count(models.build('se_resnet', width=16)):,}"
+    flops_64 = metric(page, "FLOPs per image")
+    page.segmented_control(key="blocks.input_size").set_value(32).run()
+    assert metric(page, "Parameters") == f"{parameter_count(models.build('se_resnet', width=16)):,}"
+    assert metric(page, "FLOPs per image") != flops_64
+    assert "32 px image" in captions(page)
+
+
+def test_race_choices_and_a_finished_race(page):
+    assert "3 designs will train" in captions(page)
+    page.checkbox(key="race.dense_cnn").check().run()
+    assert "4 designs will train" in captions(page)
+    for name in ("plain_cnn", "resnet_small", "dense_cnn", "separable_cnn"):
+        page.checkbox(key=f"race.{name}").uncheck()
+    page.run()
+    assert any("Tick at least one" in i.value for i in page.info)
+    page.checkbox(key="race.plain_cnn").check().run()
+
+    def finished(model, auc):
+        epochs = [EpochRecord(e, 0.6, 0.7, 0.5, 0.8, auc - 0.1 / e, 2.0 * e) for e in (1, 2)]
+        return SimpleNamespace(
+            key=model,
+            lab=TrainLab(model=model),
+            epochs=epochs,
+            state="done",
+            finished=True,
+            progress=1.0,
+            result=SimpleNamespace(seconds=4.0, test_auc=auc, test_accuracy=0.9),
+        )
+
+    at = run_page(
+        PAGE, state={"arch.race": [finished("plain_cnn", 0.93), finished("separable_cnn", 0.95)]}, timeout=300
+    )
+    assert_no_exception(at)
+    table = next(d.value for d in at.dataframe if "Test AUC" in d.value.columns)
+    assert list(table["Test AUC"]) == [0.95, 0.93]  # best first
+    assert list(table["Parameters"]) == [
+        parameter_count(models.build(n, width=8)) for n in ("separable_cnn", "plain_cnn")
+    ]
+
+
+def test_depth_slider_redraws_the_gradient_picture(page):
+    assert "25 conv layers" in captions(page)
+    page.slider(key="degrade.blocks_per_stage").set_value(1).run()
+    assert_no_exception(page)
+    assert "7 conv layers" in captions(page)
+
+
+def test_four_tasks_before_training_show_the_classifier_and_mask_rcnn(page):
+    assert "(3 true lesions" in captions(page)
+    assert re.search(r"Classification: P\(lesion\) = [01]\.\d\d", figure_text(page, "tasks.four"))
+    page.number_input(key="fourtask.image").set_value(249).run()
+    assert_no_exception(page)
+    assert "(0 true lesions" in captions(page)
+    assert "Mask R-CNN (two-stage)" in figure_text(page, "tasks.instances")
+    page.number_input(key="fourtask.image").set_value(0).run()
+
+
+def test_four_tasks_after_training_show_nms_steps_and_the_unet(finished_jobs):
+    at = run_page(PAGE, state=finished_jobs, timeout=300)
+    assert_no_exception(at)
+    four = figure_text(at, "tasks.four")
+    assert "Detection:" in four and "Semantic segmentation: Dice" in four and "Instance segmentation:" in four
+    assert "Test-set Dice" in captions(at)
+
+    def nms_steps() -> int:
+        tables = [d.value for d in at.dataframe if "Boxes removed" in d.value.columns]
+        return len(tables[0]) if tables else 0
+
+    at.slider(key="fourtask.score_threshold").set_value(0.05).run()
+    at.slider(key="fourtask.nms_iou").set_value(0.1).run()
+    strict = nms_steps()
+    at.slider(key="fourtask.nms_iou").set_value(0.9).run()
+    assert_no_exception(at)
+    loose = nms_steps()
+    assert loose >= strict >= 1, "a higher IoU threshold removes fewer boxes, so NMS takes more steps"
+    assert "more than IoU 0.90" in captions(at)
+    at.toggle(key="fourtask.skips").set_value(False).run()
+    assert_no_exception(at)
+    assert "Semantic segmentation: Dice" not in figure_text(at, "tasks.four"), "other settings need training"
+
+
+def test_denoising_and_vae_views(finished_jobs):
+    at = run_page(PAGE, state=finished_jobs, timeout=300)
+    assert_no_exception(at)
+    before = float(re.search(r"Input: ([\d.]+) dB", figure_text(at, "dae.images")).group(1))
+    at.slider(key="dae.noise").set_value(0.25).run()
+    assert_no_exception(at)
+    after = float(re.search(r"Input: ([\d.]+) dB", figure_text(at, "dae.images")).group(1))
+    assert after < before - 3, "more noise, lower PSNR of the noisy input"
+    assert "Noise σ = 0.25" in captions(at)
+    first = figure_text(at, "vae.interp")
+    at.number_input(key="vae.start").set_value(3).run()
+    assert_no_exception(at)
+    assert figure_text(at, "vae.interp") != first
+    assert any("latent space decoded" in c.value for c in at.caption)
+    assert np.isfinite(after)
+
+
+def test_denoising_before_training_shows_the_noise_and_the_blur(page):
+    def input_psnr() -> str:
+        return re.search(r"Input: ([\d.∞]+) dB", figure_text(page, "dae.images")).group(1)
+
+    text = figure_text(page, "dae.images")
+    assert "Gaussian blur" in text and "Autoencoder" not in text
+    before = float(input_psnr())
+    page.slider(key="dae.noise").set_value(0.3).run()
+    assert_no_exception(page)
+    assert float(input_psnr()) < before - 3
+    assert "Noise σ = 0.30" in captions(page)
+    page.slider(key="dae.noise").set_value(0.0).run()
+    assert input_psnr() == "∞" and "No noise added" in captions(page)
+    page.slider(key="dae.noise").set_value(0.15).run()
