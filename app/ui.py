@@ -17,6 +17,7 @@ session, so a copied URL reopens the same setup and values survive page switches
 from __future__ import annotations
 
 import contextlib
+import math
 from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
@@ -25,7 +26,12 @@ from primer import content, i18n, labstate
 from primer import quiz as quiz_core
 from primer.progress import Progress
 
-URL_STATE = dict(bind="query-params", persist_state="session")
+URL_STATE = dict(bind="query-params", persist_state="session")  # the sidebar's switches
+
+
+def url_text(value) -> str:
+    """How a control's value is written in the address (true/false like Streamlit's binding)."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,38 +207,58 @@ class LabBinding:
         help_key = f"{self.page.id}.{label_key}.help"
         return self.page.t(label_key), (t(help_key) if i18n.has_key(help_key) else None)
 
-    def _widget(self, factory, field: str, label_key: str, keep: bool, **kwargs):
+    def _bound(self, factory, field: str, label_key: str, keep: bool, parse, default_arg: dict, **kw):
+        """Draw one control of the lab, bound to the address by hand: on its first draw in a
+        session a valid value in the URL decides; afterwards the URL follows the control, and a
+        default stays out of it. Streamlit's own binding is not used for lab controls: it writes
+        a choice's translated label (a link made in Chinese would not open in English) and does
+        not write a value a preset set before the control was first drawn."""
         if field not in self.defaults:
             raise KeyError(f"{self.id} has no field {field!r}")
-        label, help_text = self._label(label_key)
-        kwargs.setdefault("help", help_text)
-        with self._where(keep):
-            return factory(label, key=self.key(field), **URL_STATE, **kwargs)
-
-    def slider(self, field, label_key, *, keep=False, **kw):
-        return self._widget(st.slider, field, label_key, keep, value=self.defaults[field], **kw)
-
-    def _choice(self, factory, field, label_key, keep, options, default_arg: dict, **kw):
-        """A widget that picks one of `options`, bound to the URL by the option itself (its id or
-        number), not by its translated label, which Streamlit's own binding would write: a link
-        copied in Chinese must open the same setup in English."""
-        if field not in self.defaults:
-            raise KeyError(f"{self.id} has no field {field!r}")
-        key, options = self.key(field), list(options)
-        by_text = {str(option): option for option in options}
-        if key not in st.session_state and st.query_params.get(key) in by_text:
-            st.session_state[key] = by_text[st.query_params[key]]  # first draw: the link decides
+        key = self.key(field)
+        if key not in st.session_state and key in st.query_params:
+            value = parse(st.query_params[key])
+            if value is not None:  # anything else in the URL is ignored: the default stands
+                st.session_state[key] = value
         label, help_text = self._label(label_key)
         kw.setdefault("help", help_text)
         if key in st.session_state:
             default_arg = {}  # the value is already in the session; a default too would warn
         with self._where(keep):
-            value = factory(label, key=key, options=options, persist_state="session", **default_arg, **kw)
+            value = factory(label, key=key, persist_state="session", **default_arg, **kw)
         if value is None or value == self.defaults[field]:
-            st.query_params.pop(key, None)  # defaults stay out of the address, as bound widgets do
+            st.query_params.pop(key, None)
         else:
-            st.query_params[key] = str(value)
+            st.query_params[key] = url_text(value)
         return value
+
+    def _number(self, factory, field, label_key, keep, kw):
+        default = self.defaults[field]
+
+        def parse(text: str):
+            try:
+                value = type(default)(float(text)) if isinstance(default, int) else float(text)
+            except ValueError:
+                return None
+            low, high = kw.get("min_value"), kw.get("max_value")
+            inside = (low is None or value >= low) and (high is None or value <= high)
+            return value if inside and math.isfinite(value) else None
+
+        return self._bound(factory, field, label_key, keep, parse, {"value": default}, **kw)
+
+    def _flag(self, factory, field, label_key, keep, kw):
+        def parse(text: str):
+            return {"true": True, "1": True, "false": False, "0": False}.get(text.lower())
+
+        return self._bound(factory, field, label_key, keep, parse, {"value": self.defaults[field]}, **kw)
+
+    def _choice(self, factory, field, label_key, keep, options, default_arg: dict, **kw):
+        options = list(options)
+        by_text = {url_text(option): option for option in options}
+        return self._bound(factory, field, label_key, keep, by_text.get, default_arg, options=options, **kw)
+
+    def slider(self, field, label_key, *, keep=False, **kw):
+        return self._number(st.slider, field, label_key, keep, kw)
 
     def select_slider(self, field, label_key, *, options, keep=False, **kw):
         value = {"value": self.defaults[field]}
@@ -251,13 +277,13 @@ class LabBinding:
         return self._choice(st.segmented_control, field, label_key, keep, options, default, required=True, **kw)
 
     def number(self, field, label_key, *, keep=False, **kw):
-        return self._widget(st.number_input, field, label_key, keep, value=self.defaults[field], **kw)
+        return self._number(st.number_input, field, label_key, keep, kw)
 
     def checkbox(self, field, label_key, *, keep=False, **kw):
-        return self._widget(st.checkbox, field, label_key, keep, value=self.defaults[field], **kw)
+        return self._flag(st.checkbox, field, label_key, keep, kw)
 
     def toggle(self, field, label_key, *, keep=False, **kw):
-        return self._widget(st.toggle, field, label_key, keep, value=self.defaults[field], **kw)
+        return self._flag(st.toggle, field, label_key, keep, kw)
 
     def state(self):
         """The lab's dataclass from the current widget values (defaults for unrendered ones)."""

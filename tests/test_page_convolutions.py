@@ -6,6 +6,7 @@ hand, the receptive-field recurrences by hand), not from the page's own output.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -222,7 +223,7 @@ class _TrainedRun:
 
         default = load_default()
         self.lab, self.num_classes = default.lab, 2
-        self._model = default.model
+        self._model = copy.deepcopy(default.model)  # the shipped model is shared: never edit it
         start = conv.starting_filters(self.lab, 2)  # (C, 3, 3)
         with torch.no_grad():
             weight = conv.first_conv(self._model).weight  # (C, 1, 3, 3)
