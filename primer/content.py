@@ -15,10 +15,8 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import yaml
-
 from primer import i18n
-from primer.i18n import LESSONS_DIR, bilingual
+from primer.i18n import LESSONS_DIR, bilingual, read_yaml
 
 HEADING = re.compile(r"^##\s+(?P<title>.+?)\s*\{#(?P<id>[a-z0-9_\-]+)\}\s*$", re.MULTILINE)
 TERM_LINK = re.compile(r"\[\[(?P<term>[a-z0-9_\-]+)(?:\|(?P<text>[^\]]+))?\]\]")
@@ -55,7 +53,7 @@ def chapters() -> tuple[Chapter, ...]:
     """Every registered chapter, in reading order."""
     found = []
     for path in sorted(LESSONS_DIR.glob("*/chapter.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path)
         labs = tuple(Lab(id=lab["id"], title=lab["title"], what=lab["what"]) for lab in data.get("labs", []))
         found.append(
             Chapter(
@@ -129,7 +127,7 @@ class Term:
 def glossary() -> dict[str, Term]:
     terms: dict[str, Term] = {}
     for path in sorted(LESSONS_DIR.glob("*/glossary.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = read_yaml(path) or {}
         for term_id, entry in data.items():
             if term_id in terms:
                 raise ValueError(f"glossary term {term_id!r} defined twice ({path})")

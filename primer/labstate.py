@@ -29,9 +29,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import yaml
-
-from primer.i18n import LESSONS_DIR
+from primer.i18n import LESSONS_DIR, read_yaml
 
 LABS: dict[str, type] = {}
 
@@ -75,7 +73,7 @@ def load_presets(chapter: str) -> dict[str, tuple[Preset, ...]]:
     path = LESSONS_DIR / chapter / "presets.yaml"
     if not path.exists():
         return {}
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = read_yaml(path) or {}
     out = {}
     for lab_id, items in raw.items():
         out[lab_id] = tuple(

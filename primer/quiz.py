@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import yaml
-
-from primer.i18n import LANGUAGES, LESSONS_DIR
+from primer.i18n import LANGUAGES, LESSONS_DIR, read_yaml
 
 KINDS = ("single", "multiple", "numeric", "figure")
 
@@ -122,7 +120,7 @@ def load_quiz(chapter: str) -> tuple[Question, ...]:
     path = LESSONS_DIR / chapter / "quiz.yaml"
     if not path.exists():
         return ()
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    raw = read_yaml(path) or []
     questions = tuple(parse_question(chapter, q) for q in raw)
     ids = [q.id for q in questions]
     if len(ids) != len(set(ids)):

@@ -182,6 +182,7 @@ def method_controls(lab, ctx, method) -> None:
         lab.select_slider("occlusion_stride", "attrib.occlusion_stride", options=[2, 4, 8])
 
 
+@st.fragment  # a control reruns its own lab, not the page
 def explorer(ctx) -> None:
     lab = page.lab(AttributionLab)
     lab.presets()
@@ -235,6 +236,7 @@ def explorer(ctx) -> None:
         st.caption(T("attrib.grid_caption"))
 
 
+@st.fragment  # a control reruns its own lab, not the page
 def pointing(ctx) -> None:
     lab = page.lab(PointingLab)
     lab.presets()
@@ -273,6 +275,7 @@ def pointing(ctx) -> None:
     st.caption(T("pointing.caption", n=len(positions), **control))
 
 
+@st.fragment  # a control reruns its own lab, not the page
 def sanity_check(ctx) -> None:
     lab = page.lab(SanityLab)
     lab.presets()
@@ -328,6 +331,7 @@ def sanity_check(ctx) -> None:
     st.caption(T("sanity.survivors", methods=survivors) + " " + T("sanity.image_like", methods=alike_text))
 
 
+@st.fragment  # a control reruns its own lab, not the page
 def shortcut_lab() -> None:
     lab = page.lab(ShortcutLab)
     lab.presets()
@@ -393,6 +397,7 @@ def shortcut_lab() -> None:
     )
 
 
+@st.fragment  # a control reruns its own lab, not the page
 def feature_space(ctx) -> None:
     lab = page.lab(EmbeddingLab)
     lab.presets()

@@ -47,6 +47,7 @@ def block_source(name: str, width: int, stages: int, lang: str, _names: dict) ->
     return arch.block_dot(arch.signature_block(model), _names)
 
 
+@st.fragment  # a control reruns its own lab, not the page
 def blocks_lab(page) -> None:
     t = page.t
     lab = page.lab(BlocksLab)
@@ -99,6 +100,7 @@ def blocks_lab(page) -> None:
 # The race
 
 
+@st.fragment  # a control reruns its own lab, not the page
 def race_lab(page) -> None:
     t = page.t
     lab = page.lab(RaceLab)
@@ -178,6 +180,7 @@ def flows(blocks_per_stage: int, width: int, seed: int) -> list:
     return [arch.gradient_flow(name, blocks_per_stage, width, seed) for name in DEEP]
 
 
+@st.fragment  # a control reruns its own lab, not the page
 def degrade_lab(page) -> None:
     t = page.t
     lab = page.lab(DegradeLab)

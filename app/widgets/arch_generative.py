@@ -49,6 +49,7 @@ def start_dae(lab: DaeLab) -> None:
     st.session_state[DAE] = arch_jobs.submit(dae_key(lab), config.num_epochs, work)
 
 
+@st.fragment  # a control reruns its own lab, not the page
 def dae_lab(page) -> None:
     t = page.t
     lab = page.lab(DaeLab)
@@ -139,6 +140,7 @@ def start_vae(lab: VaeLab) -> None:
     st.session_state[VAE] = arch_jobs.submit(vae_key(lab), config.num_epochs, work)
 
 
+@st.fragment  # a control reruns its own lab, not the page
 def vae_lab(page) -> None:
     t = page.t
     lab = page.lab(VaeLab)

@@ -80,6 +80,7 @@ def trained(jobs: dict | None, lab: FourTaskLab) -> tuple[dict | None, dict | No
     return (det.result if det_ok else None), (seg.result if seg_ok else None)
 
 
+@st.fragment  # a control reruns its own lab, not the page
 def four_tasks_lab(page) -> None:
     t = page.t
     lab = page.lab(FourTaskLab)
