@@ -536,20 +536,33 @@ def randomization_cascade(model: nn.Module, seed: int = 0) -> list[tuple[str, nn
     return steps
 
 
-def rank_correlation(a: np.ndarray, b: np.ndarray, absolute: bool = True) -> float:
-    """Spearman rank correlation of two maps, of their absolute values by default (0 when
-    either is flat: a map that went blank shares no ranking with the original)."""
-    from scipy.stats import spearmanr
+def rank_correlations(a: np.ndarray, b: np.ndarray, absolute: bool = True) -> np.ndarray:
+    """Spearman rank correlation of maps a and b over their last two axes (the image), for every
+    leading index at once: (..., H, W) × (..., H, W) -> (...). Of absolute values by default;
+    0 where either map is flat (a map that went blank shares no ranking with the original).
+    Spearman's ρ is Pearson's r of the ranks (ties get their average rank, as in scipy)."""
+    from scipy.stats import rankdata
 
-    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    a, b = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float))
+    a = a.reshape(*a.shape[:-2], -1)  # (..., P)
+    b = b.reshape(*b.shape[:-2], -1)  # (..., P)
     if absolute:
         a, b = np.abs(a), np.abs(b)
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return 0.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rho = spearmanr(a, b).statistic
-    return float(rho) if np.isfinite(rho) else 0.0
+    rank_a = rankdata(a, axis=-1)
+    rank_b = rankdata(b, axis=-1)
+    rank_a -= rank_a.mean(axis=-1, keepdims=True)
+    rank_b -= rank_b.mean(axis=-1, keepdims=True)
+    norm = np.sqrt((rank_a**2).sum(axis=-1) * (rank_b**2).sum(axis=-1))
+    flat = (np.ptp(a, axis=-1) == 0) | (np.ptp(b, axis=-1) == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (rank_a * rank_b).sum(axis=-1) / norm
+    return np.where(flat | ~np.isfinite(rho), 0.0, rho)
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray, absolute: bool = True) -> float:
+    """Spearman rank correlation of two maps (see rank_correlations)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(rank_correlations(a.reshape(1, -1), b.reshape(1, -1), absolute))
 
 
 @dataclass
@@ -559,6 +572,21 @@ class SanityResult:
     correlation: dict[str, np.ndarray]  # method -> (steps,) mean Spearman ρ vs the original
     correlation_sd: dict[str, np.ndarray]  # method -> (steps,) spread over the images
     image_correlation: dict[str, np.ndarray]  # method -> (steps,) mean Spearman ρ vs the image itself
+    per_image: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    # method -> (ρ vs the original, ρ vs the image), each (steps, N): what the means are taken over
+
+    def first(self, count: int) -> SanityResult:
+        """The same summary over the first `count` images only (no ranking again: each
+        image's correlations depend on that image alone)."""
+        per_image = {name: (rho[:, :count], to_image[:, :count]) for name, (rho, to_image) in self.per_image.items()}
+        return SanityResult(
+            self.layers,
+            self.maps,
+            {name: rho.mean(axis=1) for name, (rho, _) in per_image.items()},
+            {name: rho.std(axis=1) for name, (rho, _) in per_image.items()},
+            {name: to_image.mean(axis=1) for name, (_, to_image) in per_image.items()},
+            per_image,
+        )
 
 
 def step_maps(
@@ -576,25 +604,21 @@ def step_maps(
     return maps
 
 
-def summarize_sanity(layers: list[str], per_step: list[dict[str, np.ndarray]], x: torch.Tensor) -> SanityResult:
+def summarize_sanity(
+    layers: list[str], per_step: list[dict[str, np.ndarray]], x: torch.Tensor, count: int | None = None
+) -> SanityResult:
     """Rank correlations of each step's maps with the trained model's (step 0) and with the
-    images themselves; `per_step` holds one `step_maps` result per cascade step."""
-    images = x.detach()[:, 0].numpy()  # (N, H, W)
-    maps, correlation, spread, likeness = {}, {}, {}, {}
+    images themselves; `per_step` holds one `step_maps` result per cascade step. Only the first
+    `count` images are used (all by default); `SanityResult.first` narrows a summary further."""
+    images = x.detach()[:count, 0].numpy()  # (N, H, W)
+    maps, per_image = {}, {}
     for name in per_step[0]:
-        stacked = np.stack([step[name] for step in per_step])  # (steps, N, H, W)
-        rho = np.array([[rank_correlation(stacked[0, i], s_i) for i, s_i in enumerate(step)] for step in stacked])
-        to_image = np.array(
-            [
-                [rank_correlation(np.abs(s_i), images[i], absolute=False) for i, s_i in enumerate(step)]
-                for step in stacked
-            ]
-        )
+        stacked = np.stack([step[name][:count] for step in per_step])  # (steps, N, H, W)
+        rho = rank_correlations(stacked[:1], stacked)  # (steps, N): each step vs the original
+        to_image = rank_correlations(np.abs(stacked), images[None], absolute=False)  # (steps, N)
         maps[name] = stacked[:, 0]
-        correlation[name] = rho.mean(axis=1)
-        spread[name] = rho.std(axis=1)
-        likeness[name] = to_image.mean(axis=1)
-    return SanityResult(list(layers), maps, correlation, spread, likeness)
+        per_image[name] = (rho, to_image)
+    return SanityResult(list(layers), maps, {}, {}, {}, per_image).first(len(images))
 
 
 def sanity_check(
@@ -780,6 +804,9 @@ def sanity_images(ctx: ModelContext, case: str, index: int, count: int) -> torch
     return ctx.test.x[picks]
 
 
+SANITY_MAX_IMAGES = 4  # the lab computes the maps of this many images once; fewer are a slice
+
+
 def sanity_step(ctx: ModelContext, x: torch.Tensor, seed: int, step: int) -> dict[str, np.ndarray]:
     """The maps at one step of the cascade (0: the trained model), with SANITY_SETTINGS."""
     net = randomization_cascade(ctx.model, seed)[step][1]
@@ -841,7 +868,7 @@ class SanityLab:
     case: str = "tp"
     index: int = 0
     depth: int = 3  # layers re-initialised from the top (head and the two last conv blocks)
-    num_images: int = 1  # correlations averaged over this many images (each adds a few seconds)
+    num_images: int = 1  # correlations averaged over this many images (up to SANITY_MAX_IMAGES)
     seed: int = 0
 
 

@@ -301,6 +301,48 @@ def test_rank_correlation_matches_scipy_and_handles_blank_maps():
     assert E.rank_correlation(a, np.zeros((8, 8))) == 0.0
 
 
+def test_rank_correlations_match_scipy_row_by_row_with_ties_and_flat_maps():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(3, 4, 6, 6))
+    b = np.round(rng.normal(size=(3, 4, 6, 6)), 1)  # rounding makes ties: average ranks
+    a[1, 2] = 0.5  # a flat map: ρ is defined as 0
+    rho = E.rank_correlations(a, b)
+    assert rho.shape == (3, 4)
+    for i in range(3):
+        for j in range(4):
+            expected = (
+                0.0 if np.ptp(a[i, j]) == 0 else stats.spearmanr(np.abs(a[i, j]).ravel(), np.abs(b[i, j]).ravel())[0]
+            )
+            assert rho[i, j] == pytest.approx(expected, abs=1e-12)
+    # broadcasting one reference over many maps, signed values
+    signed = E.rank_correlations(a[:1], b, absolute=False)
+    assert signed[2, 3] == pytest.approx(stats.spearmanr(a[0, 3].ravel(), b[2, 3].ravel())[0], abs=1e-12)
+
+
+def test_a_sanity_summary_of_fewer_images_equals_one_computed_on_those_images_only():
+    rng = np.random.default_rng(3)
+    steps, layers = 3, ["original", "head", "features.7"]
+    per_step = [{"saliency": rng.normal(size=(4, 8, 8)), "edges": rng.normal(size=(4, 8, 8))} for _ in range(steps)]
+    x = torch.from_numpy(rng.normal(size=(4, 1, 8, 8)))
+    sliced = E.summarize_sanity(layers, per_step, x, count=2)
+    alone = E.summarize_sanity(layers, [{k: v[:2] for k, v in step.items()} for step in per_step], x[:2])
+    narrowed = E.summarize_sanity(layers, per_step, x).first(2)  # what the page does
+    for result in (sliced, narrowed):
+        for name in ("saliency", "edges"):
+            np.testing.assert_allclose(result.correlation[name], alone.correlation[name])
+            np.testing.assert_allclose(result.correlation_sd[name], alone.correlation_sd[name])
+            np.testing.assert_allclose(result.image_correlation[name], alone.image_correlation[name])
+            np.testing.assert_array_equal(result.maps[name], alone.maps[name])
+    # and the mean over images is the mean of scipy's per-image ρ
+    expected = np.mean(
+        [
+            stats.spearmanr(np.abs(per_step[0]["saliency"][i]).ravel(), np.abs(per_step[2]["saliency"][i]).ravel())[0]
+            for i in range(2)
+        ]
+    )
+    assert sliced.correlation["saliency"][2] == pytest.approx(expected)
+
+
 def test_sanity_check_shapes_and_the_model_free_control(default, lesions):
     x = lesions[0][:1]
     result = E.sanity_check(default.model, x, 1, E.MethodSettings(ig_steps=4), methods=("saliency", "gradcam"))
@@ -431,7 +473,7 @@ def test_quiz_figure_has_exactly_one_hit():
     for seed in range(6):
         question = figs.quiz_pointing_game(seed)
         assert question.answer in range(4)
-        assert len(question.figure.data) > 4
+        assert len(question.figure.light_data) > 4  # 4 panels: image, map and outline each
 
 
 def test_overlay_figure_scales_each_map_to_itself():

@@ -43,13 +43,16 @@ def localization_chunk(model_key, subset, start, stop, _ctx):
     return explain.localization_for(_ctx, subset, stop, start, stop)
 
 
-@st.cache_resource(show_spinner=False, max_entries=128)
-def sanity_step(model_key, case, index, count, seed, step, _ctx, _x) -> dict:
+@st.cache_resource(show_spinner=False, max_entries=64)
+def sanity_step(model_key, case, index, seed, step, _ctx, _x) -> dict:
+    """One cascade step's maps of the first SANITY_MAX_IMAGES images of a kind: every smaller
+    'images averaged' is a slice of them, so that slider never waits for new maps."""
     return explain.sanity_step(_ctx, _x, seed, step)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def sanity_summary(model_key, case, index, count, seed, _layers, _steps, _x) -> explain.SanityResult:
+def sanity_summary(model_key, case, index, seed, _layers, _steps, _x) -> explain.SanityResult:
+    """Every image's correlations, ranked once; a smaller count is `.first(count)` of it."""
     return explain.summarize_sanity(_layers, _steps, _x)
 
 
@@ -286,24 +289,24 @@ def sanity_check(ctx) -> None:
     with cols[1]:
         lab.number("index", "sanity.index", min_value=0, max_value=999, step=1)
     with cols[2]:
-        lab.slider("num_images", "sanity.num_images", min_value=1, max_value=4)
+        lab.slider("num_images", "sanity.num_images", min_value=1, max_value=explain.SANITY_MAX_IMAGES)
     with cols[3]:
         lab.number("seed", "sanity.seed", min_value=0, max_value=999, step=1)
     if st.session_state.get(lab.key("depth"), 0) > len(layers):  # a link made for a deeper model
         lab.set(depth=len(layers))
     depth = lab.slider("depth", "sanity.depth", min_value=0, max_value=len(layers), keep=True)
     state = lab.state()
-    x = explain.sanity_images(ctx, state.case, state.index, state.num_images)
+    x = explain.sanity_images(ctx, state.case, state.index, explain.SANITY_MAX_IMAGES)
     if x is None:
         st.info(T("attrib.no_case"))
         return
-    key = (ctx.key, state.case, state.index, state.num_images, state.seed)
+    key = (ctx.key, state.case, state.index, state.seed)
     bar, steps = st.empty(), []
     for step in range(len(layers) + 1):
         bar.progress(step / (len(layers) + 1), text=T("sanity.progress", step=step, total=len(layers)))
         steps.append(sanity_step(*key, step, ctx, x))
     bar.empty()
-    result = sanity_summary(*key, ["original", *layers], steps, x)
+    result = sanity_summary(*key, ["original", *layers], steps, x).first(state.num_images)
     layer_names = {"original": T("sanity.original"), "head": T("sanity.head")}
     layer_names |= {
         b.name: T("block_short", number=i + 1, size=b.size) for i, b in enumerate(blocks(ctx.key, ctx.model))
