@@ -768,23 +768,33 @@ class SupervisedExample:
     names: tuple[str, str]
 
 
+@lru_cache(maxsize=4)
+def _supervised_features(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two hand features of every pool image and every test image, (600, 2) and (1000, 2).
+    Each image's features depend on that image alone, so every label budget takes its rows
+    from here instead of measuring the images again."""
+    parts = kinds_data(seed)
+    config = parts.train.config
+
+    def two(images):
+        x = np.asarray(images, dtype=np.float64)
+        return np.stack([matched_filter_max(x, config, prewhiten=True), glcm_contrast(x)], axis=1)  # (N, 2)
+
+    return two(parts.train.images), two(parts.test.images)
+
+
 def supervised_example(num_labels: int, seed: int = 0) -> SupervisedExample:
     """Logistic regression on two hand features learned from `num_labels` labelled images: the
     labels alone teach it where to draw the line between 'lesion' and 'no lesion'."""
     from sklearn.linear_model import LogisticRegression
 
     parts = kinds_data(seed)
-    config = parts.train.config
     chosen = _labelled_subset(parts.train.labels, num_labels, seed)
-
-    def two(images):
-        x = np.asarray(images, dtype=np.float64)
-        return np.stack([matched_filter_max(x, config, prewhiten=True), glcm_contrast(x)], axis=1)  # (N, 2)
-
-    train = two(parts.train.images[chosen])
+    pool_features, test_features = _supervised_features(seed)
+    train = pool_features[chosen]
     mean, std = train.mean(axis=0), train.std(axis=0) + 1e-9
     model = LogisticRegression().fit((train - mean) / std, parts.train.labels[chosen])
-    scores = model.decision_function((two(parts.test.images) - mean) / std)
+    scores = model.decision_function((test_features - mean) / std)
     return SupervisedExample(
         features=(train - mean) / std,
         labels=parts.train.labels[chosen],
@@ -882,33 +892,55 @@ class SelfSupervisedExample:
     num_labels: int
 
 
+@dataclass
+class _Pretext:
+    kernel: np.ndarray  # the pixel predictor learned on the unlabelled pool
+    explained: float  # share of the pool's pixel variance it predicts
+    pool: tuple[np.ndarray, np.ndarray]  # blob features of every pool image: raw, residual
+    test: tuple[np.ndarray, np.ndarray]  # the same for every test image
+
+
+@lru_cache(maxsize=4)
+def _pretext(seed: int) -> _Pretext:
+    """The label-free part of the self-supervised example: the pretext task on all unlabelled
+    images and every image's features, raw and through the learned representation (each image's
+    features depend on that image alone, so every label budget takes its rows from here)."""
+    parts = kinds_data(seed)
+    unlabelled = parts.train.images
+    kernel = fit_pixel_predictor(unlabelled, seed=seed)
+    residual_all = prediction_residual(unlabelled, kernel)
+    margin = scan_margin(parts.train.config)
+    test_residual = prediction_residual(parts.test.images, kernel)
+    return _Pretext(
+        kernel=kernel,
+        explained=float(1.0 - residual_all.var() / unlabelled.var()),
+        pool=(blob_features(unlabelled, margin), blob_features(residual_all, margin)),
+        test=(blob_features(parts.test.images, margin), blob_features(test_residual, margin)),
+    )
+
+
 def self_supervised_example(num_labels: int, seed: int = 0) -> SelfSupervisedExample:
     """Pretext on all unlabelled images, then a logistic regression from `num_labels` labels on
     top of (a) the raw images and (b) the learned representation (the prediction residual)."""
     from sklearn.metrics import roc_auc_score
 
     parts = kinds_data(seed)
-    unlabelled = parts.train.images
-    kernel = fit_pixel_predictor(unlabelled, seed=seed)
-    residual_all = prediction_residual(unlabelled, kernel)
-    explained = 1.0 - residual_all.var() / unlabelled.var()
+    pretext = _pretext(seed)
     chosen = _labelled_subset(parts.train.labels, num_labels, seed)
-    margin = scan_margin(parts.train.config)
     aucs = []
-    for transform in (lambda x: x, lambda x: prediction_residual(x, kernel)):
-        model = logistic_pipeline().fit(
-            blob_features(transform(unlabelled[chosen]), margin), parts.train.labels[chosen]
-        )
-        scores = model.decision_function(blob_features(transform(parts.test.images), margin))
-        aucs.append(float(roc_auc_score(parts.test.labels, scores)))
+    for pool, test in zip(pretext.pool, pretext.test, strict=True):  # raw, then representation
+        model = logistic_pipeline().fit(pool[chosen], parts.train.labels[chosen])
+        aucs.append(float(roc_auc_score(parts.test.labels, model.decision_function(test))))
     first = int(np.flatnonzero(parts.test.labels == 1)[0])
     return SelfSupervisedExample(
-        kernel=kernel,
-        explained=float(explained),
+        kernel=pretext.kernel,
+        explained=pretext.explained,
         example=parts.test.images[first],
         example_mask=parts.test.masks[first],
         residual=ndimage.gaussian_filter(
-            prediction_residual(parts.test.images[first : first + 1], kernel)[0], SMOOTHING_SIGMAS[1], mode="wrap"
+            prediction_residual(parts.test.images[first : first + 1], pretext.kernel)[0],
+            SMOOTHING_SIGMAS[1],
+            mode="wrap",
         ),
         auc_raw=aucs[0],
         auc_pretrained=aucs[1],
