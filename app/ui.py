@@ -17,6 +17,7 @@ session, so a copied URL reopens the same setup and values survive page switches
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from urllib.parse import urlencode, urlsplit
 
@@ -100,11 +101,43 @@ PRESENTATION_CSS = """
 """
 
 
+# How often a live view (training curves, a place in the queue) asks for news. An epoch takes a
+# second or more here; every poll is a script run, and with a class training at once, polling
+# twice a second cost more CPU than any other page (bench/load.py breaks the CPU down by page).
+POLL_SECONDS = 1.0
+
+
 def figure(fig, *, key: str | None = None, height: int | None = None) -> None:
     """Show a Plotly figure; taller when presenting so it reads from the back of the room."""
-    height = height or fig.layout.height or 420
-    fig.update_layout(height=int(height * (1.35 if presenting() else 1.0)))
+    scale = 1.35 if presenting() else 1.0
+    if hasattr(fig, "resize"):  # a primer.light_figure.LightFigure: its layout stays a dict
+        fig.resize(int((height or fig.height or 420) * scale))
+    else:
+        fig.update_layout(height=int((height or fig.layout.height or 420) * scale))
     st.plotly_chart(fig, key=key, config={"displaylogo": False})
+
+
+@functools.cache
+def _ready_class():
+    import plotly.graph_objects as go  # not at import time: the home page needs no Plotly
+
+    class ReadyFigure(go.Figure):
+        def __init__(self, spec: dict):
+            super().__init__()
+            self._spec = spec
+
+        def to_dict(self) -> dict:
+            return self._spec
+
+    return ReadyFigure
+
+
+def ready_figure(spec: dict):
+    """A figure that is already Plotly's JSON-ready dict (from `to_plotly_json()`), for
+    st.plotly_chart. Given a plain dict, Streamlit validates it by building a full go.Figure
+    from it: 10–60 ms per quiz figure on every rerun of its page. A Figure whose to_dict()
+    returns the dict skips that. The dict may be shared between sessions: nothing mutates it."""
+    return _ready_class()(spec)
 
 
 def error_message(prefix: str, code: str, **details) -> str:
@@ -368,7 +401,11 @@ def quiz_question(question: quiz_core.Question, number: int, *, scope: str = "qu
             key_value = quiz_core.answer_key(question, fq)
             if isinstance(fq.figure, dict):
                 layout = {**fq.figure.get("layout", {}), "height": fq.figure.get("layout", {}).get("height", 320)}
-                st.plotly_chart({**fq.figure, "layout": layout}, key=f"{widget_key}.fig", config={"displaylogo": False})
+                st.plotly_chart(
+                    ready_figure({**fq.figure, "layout": layout}),
+                    key=f"{widget_key}.fig",
+                    config={"displaylogo": False},
+                )
             else:
                 st.image(fq.figure, clamp=True, width=320)
         options = [bi(o) for o in question.options]

@@ -14,6 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from primer.light_figure import LightFigure, grid
 from primer.quiz import FigureQuestion
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -101,34 +102,40 @@ def image_row(
     height: int = 330,
 ) -> go.Figure:
     """Several RGB images (H, W, 3) in [0, 1] side by side, each with optional boxes
-    ({"box", "color", "dash", "label"}) drawn on top."""
-    fig = make_subplots(rows=1, cols=len(images), subplot_titles=list(titles), horizontal_spacing=0.02)
+    ({"box", "color", "dash", "label"}) drawn on top. Plain dicts (primer.light_figure): the
+    four-tasks and autoencoder labs redraw this row on every move."""
+    layout = grid(1, len(images), list(titles), h_space=0.02, image=False, title_size=16)
+    for name, axis in list(layout.items()):
+        if name.startswith(("xaxis", "yaxis")):
+            axis.update(showticklabels=False, ticks="")
+    data, shapes = [], []
     for i, image in enumerate(images, start=1):
-        fig.add_trace(go.Image(z=as_uint8(image), hoverinfo="skip"), row=1, col=i)
         xref, yref = _axis_refs(i)
+        data.append(dict(type="image", z=as_uint8(image), hoverinfo="skip", xaxis=xref, yaxis=yref))
         for item in boxes[i - 1] if boxes else ():
-            fig.add_shape(
-                **_box_shape(item["box"], item["color"], xref, yref, item.get("dash", "solid"), item.get("width", 2))
+            shapes.append(
+                _box_shape(item["box"], item["color"], xref, yref, item.get("dash", "solid"), item.get("width", 2))
             )
             if item.get("label"):
-                fig.add_annotation(
-                    x=float(item["box"][0]) - 0.5,
-                    y=float(item["box"][1]) - 0.5,
-                    xref=xref,
-                    yref=yref,
-                    text=item["label"],
-                    showarrow=False,
-                    xanchor="left",
-                    yanchor="bottom",
-                    font=dict(color="white", size=11),
-                    bgcolor=item["color"],
-                    borderpad=1,
+                layout["annotations"].append(
+                    dict(
+                        x=float(item["box"][0]) - 0.5,
+                        y=float(item["box"][1]) - 0.5,
+                        xref=xref,
+                        yref=yref,
+                        text=item["label"],
+                        showarrow=False,
+                        xanchor="left",
+                        yanchor="bottom",
+                        font=dict(color="white", size=11),
+                        bgcolor=item["color"],
+                        borderpad=1,
+                    )
                 )
         for note in annotations[i - 1] if annotations else ():
-            fig.add_annotation(xref=xref, yref=yref, **note)
-    _clean_axes(fig)
-    fig.update_layout(height=height, margin=dict(l=5, r=5, t=40, b=5), showlegend=False)
-    return fig
+            layout["annotations"].append(dict(xref=xref, yref=yref, **note))
+    layout.update(shapes=shapes, height=height, margin=dict(l=5, r=5, t=40, b=5), showlegend=False)
+    return LightFigure({"data": data, "layout": layout})
 
 
 # ---------------------------------------------------------------------------------------------

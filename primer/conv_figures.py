@@ -10,8 +10,9 @@ Conventions, so every figure reads the same way on a projector:
 
 Speed: a slider must answer within 150 ms, and Plotly's validation of every property costs tens
 of milliseconds per subplot. So figures are written as plain dicts (a tiny grid helper replaces
-``make_subplots``) and wrapped in ``LightFigure``, which skips validation and copying; maps are
-float32 arrays, which Plotly sends as binary, so hovering still shows every pixel's value.
+``make_subplots``) and wrapped in ``LightFigure`` (both in primer.light_figure), which skip
+validation and copying; maps are float32 arrays, which Plotly sends as binary, so hovering
+still shows every pixel's value.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from functools import lru_cache
 
 import numpy as np
 import plotly.graph_objects as go
-from _plotly_utils.utils import to_typed_array_spec
 from plotly.colors import get_colorscale, sample_colorscale
 
 from primer import conv
+from primer.light_figure import LightFigure
+from primer.light_figure import axes as _axes
+from primer.light_figure import grid as _grid
+from primer.light_figure import hide_ticks as _hide_ticks
 from primer.quiz import FigureQuestion
 
 # Colour scales as explicit lists: the figures skip Plotly's validation, which is what would
@@ -39,57 +43,6 @@ SKIP_RED = "#f4b6b6"
 HIGHLIGHT = "#ff7f0e"
 
 
-# ---------------------------------------------------------------------------------------------
-# Plumbing: unvalidated figures, a subplot grid, image axes
-# ---------------------------------------------------------------------------------------------
-
-
-class LightFigure(go.Figure):
-    """A Plotly figure whose traces and animation frames stay plain dicts of numpy arrays.
-
-    A normal ``go.Figure`` turns every trace into validated objects and deep-copies them again in
-    ``to_dict()``: about 10 ms per figure here, too much for a 150 ms slider. Only the (small)
-    layout is a real Plotly object, so ``fig.layout`` and ``fig.update_layout`` work as usual;
-    ``to_dict()`` hands the traces and frames over as they are.
-    """
-
-    def __init__(self, spec: dict | None = None, **_ignored):
-        spec = spec or {}
-        super().__init__(layout=spec.get("layout"), _validate=False)
-        self._light_data = list(spec.get("data", []))
-        self._light_frames = list(spec.get("frames", []) or [])
-
-    def to_dict(self) -> dict:
-        out = {"data": [_encoded(trace) for trace in self._light_data], "layout": self.layout.to_plotly_json()}
-        if self._light_frames:
-            out["frames"] = [
-                {**frame, "data": [_encoded(trace) for trace in frame.get("data", [])]} for frame in self._light_frames
-            ]
-        return out
-
-    def to_plotly_json(self) -> dict:
-        return self.to_dict()
-
-    @property
-    def light_data(self) -> list[dict]:
-        """The traces, as the dicts the builders wrote (for tests and inspection)."""
-        return self._light_data
-
-    @property
-    def light_frames(self) -> list[dict]:
-        return self._light_frames
-
-
-def _encoded(trace: dict) -> dict:
-    """Numeric arrays as Plotly's binary (base64) arrays, other arrays as lists."""
-    out = {}
-    for key, value in trace.items():
-        if isinstance(value, np.ndarray):
-            value = to_typed_array_spec(value) if value.dtype.kind in "fiu" and value.size else value.tolist()
-        out[key] = value
-    return out
-
-
 def _figure(data: list[dict], layout: dict, height: int, title: str | None = None, frames=None) -> LightFigure:
     layout = {
         "height": height,
@@ -100,68 +53,6 @@ def _figure(data: list[dict], layout: dict, height: int, title: str | None = Non
     if title:
         layout["title"] = {"text": title, "x": 0.0, "xanchor": "left"}
     return LightFigure({"data": data, "layout": layout, "frames": frames})
-
-
-def _axes(index: int) -> tuple[str, str]:
-    """Trace references of subplot `index` (1-based, row-major): ("x", "y"), ("x2", "y2"), …"""
-    suffix = "" if index == 1 else str(index)
-    return f"x{suffix}", f"y{suffix}"
-
-
-def _grid(
-    n_rows: int,
-    n_cols: int,
-    titles: Sequence[str] = (),
-    widths: Sequence[float] | None = None,
-    h_space: float = 0.05,
-    v_space: float = 0.1,
-    image: bool = True,
-    title_shift: int = 0,
-) -> dict:
-    """Layout for an n_rows × n_cols grid of subplots, titles above each; with ``image``, every
-    subplot has square pixels and row 0 at the top."""
-    widths = np.asarray(widths if widths is not None else [1.0] * n_cols, dtype=np.float64)
-    widths = widths / widths.sum() * (1 - h_space * (n_cols - 1))
-    height = (1 - v_space * (n_rows - 1)) / n_rows
-    layout: dict = {"annotations": []}
-    for r in range(n_rows):
-        for c in range(n_cols):
-            index = r * n_cols + c + 1
-            x_name, y_name = _axes(index)
-            x0 = float(widths[:c].sum() + h_space * c)
-            x1 = x0 + float(widths[c])
-            y1 = 1 - r * (height + v_space)
-            y0 = y1 - height
-            x0, x1, y0, y1 = (min(max(round(v, 6), 0.0), 1.0) for v in (x0, x1, y0, y1))
-            x_axis = {"domain": [x0, x1], "anchor": y_name, "showgrid": False, "zeroline": False}
-            y_axis = {"domain": [y0, y1], "anchor": x_name, "showgrid": False, "zeroline": False}
-            if image:
-                x_axis["constrain"] = "domain"
-                y_axis.update(autorange="reversed", scaleanchor=x_name, constrain="domain", constraintoward="top")
-            layout["xaxis" + x_name[1:]] = x_axis
-            layout["yaxis" + y_name[1:]] = y_axis
-            if index - 1 < len(titles) and titles[index - 1]:
-                layout["annotations"].append(
-                    {
-                        "text": titles[index - 1],
-                        "x": (x0 + x1) / 2,
-                        "y": y1,
-                        "xref": "paper",
-                        "yref": "paper",
-                        "xanchor": "center",
-                        "yanchor": "bottom",
-                        "showarrow": False,
-                        "font": {"size": 15},
-                        "yshift": title_shift,
-                    }
-                )
-    return layout
-
-
-def _hide_ticks(layout: dict) -> None:
-    for name, axis in layout.items():
-        if name.startswith(("xaxis", "yaxis")):
-            axis["showticklabels"] = False
 
 
 def _nice_step(span: float, count: int = 5) -> float:

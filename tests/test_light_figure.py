@@ -1,0 +1,59 @@
+"""LightFigure against Plotly itself: the same spec sent to the browser, with or without validation."""
+
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from primer.light_figure import LightFigure, axes, grid
+
+
+def browser_json(fig) -> dict:
+    """What st.plotly_chart sends: the figure's dict as JSON (arrays as Plotly's base64 specs).
+    Plotly's default template is left out: Streamlit's theme replaces it in the browser."""
+    sent = json.loads(pio.to_json(fig.to_dict(), validate=False))
+    sent["layout"].pop("template", None)
+    return sent
+
+
+def spec() -> dict:
+    layout = grid(1, 2, ["left", "right"], h_space=0.1)
+    layout.update(height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    z = np.arange(12, dtype=np.float32).reshape(3, 4)
+    data = [
+        {"type": "heatmap", "z": z, "xaxis": axes(1)[0], "yaxis": axes(1)[1], "showscale": False},
+        {"type": "heatmap", "z": -z, "xaxis": axes(2)[0], "yaxis": axes(2)[1], "showscale": False},
+    ]
+    return {"data": data, "layout": layout}
+
+
+def test_the_light_figure_sends_what_a_validated_figure_sends():
+    assert browser_json(LightFigure(spec())) == browser_json(go.Figure(spec()))
+
+
+def test_update_layout_merges_like_plotly_without_building_the_layout():
+    light, plotly = LightFigure(spec()), go.Figure(spec())
+    for fig in (light, plotly):
+        fig.update_layout(margin={"t": 80}, showlegend=False)
+        fig.update_layout({"height": 360})
+    assert light._light_layout is not None  # still a dict: nothing was validated
+    assert browser_json(light)["layout"] == browser_json(plotly)["layout"]
+    assert light.height == 360
+
+
+def test_magic_underscores_and_layout_access_fall_back_to_plotly():
+    light, plotly = LightFigure(spec()), go.Figure(spec())
+    for fig in (light, plotly):
+        fig.update_layout(xaxis_title="mm", paper_bgcolor="black")
+    assert light.layout.xaxis.title.text == "mm"
+    light.resize(500)
+    plotly.update_layout(height=500)
+    assert browser_json(light)["layout"] == browser_json(plotly)["layout"]
+
+
+def test_a_shared_nested_dict_is_not_changed_by_a_merge():
+    margin = {"l": 10, "r": 10, "t": 40, "b": 10}
+    first = LightFigure({"data": [], "layout": {"margin": margin}})
+    first.update_layout(margin={"t": 90})
+    assert margin["t"] == 40 and first.to_dict()["layout"]["margin"]["t"] == 90
