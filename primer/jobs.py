@@ -101,7 +101,9 @@ class TrainingQueue:
     def __init__(self, max_concurrent: int | None = None, threads_per_job: int | None = None, max_kept: int = 48):
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         # Two threads per job is where these small convolutions stop scaling; more jobs than
-        # cores / 2 would only slow every job down.
+        # cores / 2 would only slow every job down. A deployment may set both (README).
+        max_concurrent = max_concurrent or int(os.environ.get("PRIMER_TRAINING_JOBS", 0))
+        threads_per_job = threads_per_job or int(os.environ.get("PRIMER_JOB_THREADS", 0))
         self.max_concurrent = max_concurrent or max(1, cores // 2)
         self.threads_per_job = threads_per_job or max(1, cores // self.max_concurrent)
         self.max_kept = max_kept

@@ -41,11 +41,11 @@ def progress_line(t, job: Job) -> None:
 
 
 def watch(key: str, jobs: list[Job], draw: Callable[[], None]) -> None:
-    """Run `draw` in a fragment that polls twice a second while any job runs, then reruns the
+    """Run `draw` in a fragment that polls every ui.POLL_SECONDS while any job runs, then reruns the
     whole page once so the finished results appear in the main script."""
     running = any(not job.finished for job in jobs)
 
-    @st.fragment(run_every=0.5 if running else None)
+    @st.fragment(run_every=ui.POLL_SECONDS if running else None)
     def panel():
         waiting = [job.position() for job in jobs if job.state == "queued"]
         if waiting and not any(job.state == "running" for job in jobs):

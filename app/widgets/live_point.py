@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from app import ui
+
 STATE = "live_point.{key}"
 
 
@@ -52,7 +54,7 @@ def button(page, *, key: str, make_setup: Callable, stored: dict | None, fields:
     if setup.params != params:
         return
 
-    @st.fragment(run_every=1.0 if not job.finished else None)
+    @st.fragment(run_every=ui.POLL_SECONDS if not job.finished else None)
     def progress():
         if not job.finished:
             text = (

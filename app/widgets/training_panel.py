@@ -190,7 +190,7 @@ def run_panel(page, lab: TrainLab) -> None:
 
 
 def live(page, lab: TrainLab, running: bool) -> None:
-    @st.fragment(run_every=0.5 if running else None)
+    @st.fragment(run_every=ui.POLL_SECONDS if running else None)
     def panel():
         job = st.session_state.get(JOB)
         if job is None:
@@ -417,7 +417,7 @@ def cross_validation_panel(page, lab: TrainLab) -> None:
         if job is None:
             return
 
-        @st.fragment(run_every=0.5 if not job.finished else None)
+        @st.fragment(run_every=ui.POLL_SECONDS if not job.finished else None)
         def cv_status():
             if not job.finished:
                 st.progress(job.progress, text=page.t("cv.running", position=job.position()))
