@@ -58,12 +58,13 @@ import json, os, sys, time
 from streamlit.runtime.scriptrunner import script_runner
 _run_script = script_runner.ScriptRunner._run_script
 def timed(self, rerun_data):
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.thread_time()
     try:
         return _run_script(self, rerun_data)
     finally:
         with open(os.environ["BENCH_RUN_LOG"], "a") as log:
             log.write(json.dumps({"ms": 1000 * (time.perf_counter() - start), "page": rerun_data.page_name,
+                                  "cpu_ms": 1000 * (time.thread_time() - cpu),
                                   "fragment": bool(rerun_data.fragment_id_queue)}) + "\\n")
 script_runner.ScriptRunner._run_script = timed
 from streamlit.web.cli import main

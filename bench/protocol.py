@@ -9,9 +9,10 @@ headless browser costs on two cores.
 
 A widget is moved the way the browser moves it: its new value is sent as a WidgetState in the
 format the widget's serializer uses (a slider sends its number(s); select sliders, segmented
-controls, pills, radios and select boxes send the option's label), and a widget drawn inside a
+controls, pills, radios and select boxes send the option's label; number inputs their number), and a widget drawn inside a
 fragment reruns only that fragment. (Changing the URL's query string does not move a widget bound
-to it after the first run: the browser never does that either.)
+to it after the first run: the browser never does that either.) A fragment drawn with
+`run_every` is rerun on the same timer the browser would keep (`poll`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ MOVABLE = {
     "button_group": "string_array_value",  # segmented control, pills
     "radio": "string_value",
     "selectbox": "string_value",
+    "number_input": "int_value or double_value",
 }
 
 
@@ -52,6 +54,12 @@ class Widget:
             return [low + round(i * (high - low) / step / max(count - 1, 1)) * step for i in range(count)]
         if self.kind == "button_group":
             return [option.content for option in self.proto.options][:12]
+        if self.kind == "number_input":  # up to 12 steps up from the minimum (0 without one)
+            step, low = self.proto.step or 1, self.proto.min if self.proto.has_min else 0
+            top = self.proto.max if self.proto.has_max else low + 11 * step
+            count = min(12, int(round((top - low) / step)) + 1)
+            values = [low + i * step for i in range(count)]
+            return [int(v) for v in values] if self.proto.data_type == self.proto.INT else values
         return list(self.proto.options)[:12]
 
     def state(self, value) -> WidgetState:
@@ -63,6 +71,11 @@ class Widget:
                 state.double_array_value.data.append(float(value))
         elif self.kind == "button_group":
             state.string_array_value.data.append(str(value))
+        elif self.kind == "number_input":
+            if self.proto.data_type == self.proto.INT:
+                state.int_value = int(value)
+            else:
+                state.double_value = float(value)
         else:
             state.string_value = str(value)
         return state
@@ -78,6 +91,7 @@ class Session:
         self.widgets: dict[str, Widget] = {}  # by user key, from the last run that drew them
         self.texts: list[str] = []  # markdown bodies drawn by the last run
         self.exceptions: list[str] = []  # exception elements drawn, ever
+        self.auto_reruns: dict[str, float] = {}  # fragment id → seconds, from st.fragment(run_every=)
 
     async def __aenter__(self) -> Session:
         self.ws = await websockets.connect(self.ws_url, subprotocols=["streamlit"], origin=self.origin, max_size=2**26)
@@ -98,6 +112,7 @@ class Session:
             msg.rerun_script.widget_states.widgets.append(state)
         if not fragment_id:
             self.texts = []
+            self.auto_reruns = {}  # a full run registers its timed fragments again
         start = time.perf_counter()
         await self.ws.send(msg.SerializeToString())
         while True:
@@ -105,13 +120,28 @@ class Session:
             kind = fwd.WhichOneof("type")
             if kind == "delta":
                 self._read(fwd.delta)
+            elif kind == "auto_rerun":
+                self.auto_reruns[fwd.auto_rerun.fragment_id] = fwd.auto_rerun.interval
+            elif kind == "stop_auto_rerun":
+                for stopped in fwd.stop_auto_rerun.fragment_ids:
+                    self.auto_reruns.pop(stopped, None)
             elif kind == "script_finished":
+                if fwd.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                    self.texts, self.auto_reruns = [], {}  # st.rerun(): the server starts a full run itself
+                    continue
                 return time.perf_counter() - start
 
     async def move(self, page: str, key: str, value, query: str = "") -> float:
         """Move the widget `key` to `value` as the browser would; returns the round trip."""
         widget = self.widgets[key]
         return await self.rerun(page, query, [widget.state(value)], fragment_id=widget.fragment_id)
+
+    async def poll(self, page: str, query: str = "") -> float:
+        """Wait out the first timed fragment's interval and rerun it, as the browser's timer does
+        (a full run when the page has none); returns the round trip."""
+        fragment_id, interval = next(iter(self.auto_reruns.items()), ("", 1.0))
+        await asyncio.sleep(interval)
+        return await self.rerun(page, query, fragment_id=fragment_id)
 
     async def press(self, page: str, key: str, query: str = "") -> float:
         widget = self.widgets[key]
