@@ -9,23 +9,28 @@ from primer.train import TrainLab
 page = ui.ChapterPage("training")
 page.lesson("intro")
 
-lab = page.lab(TrainLab)
-lab.presets()
 
-controls, results = st.columns([1.25, 2], gap="large")
-with controls:
-    panel.controls(page, lab)
-state = lab.state()
-with results:
-    issue = panel.problem(state)
-    if issue:
-        st.error(page.t(issue))
-    else:
-        panel.run_panel(page, state)
-    with st.expander(page.t("data_preview"), expanded=not ui.presenting(), icon=":material/image:"):
-        panel.data_preview(page, state)
-panel.results(page)
+@st.fragment  # a control reruns the lab (its run and results), not the lessons and the quiz
+def training_lab() -> None:
+    lab = page.lab(TrainLab)
+    lab.presets()
+    controls, results = st.columns([1.25, 2], gap="large")
+    with controls:
+        panel.controls(page, lab)
+    state = lab.state()
+    with results:
+        issue = panel.problem(state)
+        if issue:
+            st.error(page.t(issue))
+        else:
+            panel.run_panel(page, state)
+        with st.expander(page.t("data_preview"), expanded=not ui.presenting(), icon=":material/image:"):
+            panel.data_preview(page, state)
+    panel.results(page)
 
+
+training_lab()
+state = page.lab(TrainLab).state()  # cross-validation runs the lab's current settings
 if not ui.presenting():
     panel.own_data_panel(page)
     panel.cross_validation_panel(page, state)
