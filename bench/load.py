@@ -154,7 +154,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--trainers", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=60, help="keep walking at least this long")
-    parser.add_argument("--waves", type=int, default=2, help="classes one after the other (memory check)")
+    parser.add_argument("--waves", type=int, default=3, help="classes one after the other (memory check)")
     parser.add_argument("--look", default="0.2-1", help="seconds between two moves of a student, low-high")
     args = parser.parse_args(argv)
     global LOOK_SECONDS
