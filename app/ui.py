@@ -17,7 +17,6 @@ session, so a copied URL reopens the same setup and values survive page switches
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from urllib.parse import urlencode, urlsplit
 
@@ -109,35 +108,11 @@ POLL_SECONDS = 1.0
 
 def figure(fig, *, key: str | None = None, height: int | None = None) -> None:
     """Show a Plotly figure; taller when presenting so it reads from the back of the room."""
-    scale = 1.35 if presenting() else 1.0
-    if hasattr(fig, "resize"):  # a primer.light_figure.LightFigure: its layout stays a dict
-        fig.resize(int((height or fig.height or 420) * scale))
-    else:
-        fig.update_layout(height=int((height or fig.layout.height or 420) * scale))
+    from primer.light_figure import LightFigure  # not at import time: the home page needs no Plotly
+
+    current = fig.height if isinstance(fig, LightFigure) else fig.layout.height  # a light layout stays a dict
+    fig.update_layout(height=int((height or current or 420) * (1.35 if presenting() else 1.0)))
     st.plotly_chart(fig, key=key, config={"displaylogo": False})
-
-
-@functools.cache
-def _ready_class():
-    import plotly.graph_objects as go  # not at import time: the home page needs no Plotly
-
-    class ReadyFigure(go.Figure):
-        def __init__(self, spec: dict):
-            super().__init__()
-            self._spec = spec
-
-        def to_dict(self) -> dict:
-            return self._spec
-
-    return ReadyFigure
-
-
-def ready_figure(spec: dict):
-    """A figure that is already Plotly's JSON-ready dict (from `to_plotly_json()`), for
-    st.plotly_chart. Given a plain dict, Streamlit validates it by building a full go.Figure
-    from it: 10–60 ms per quiz figure on every rerun of its page. A Figure whose to_dict()
-    returns the dict skips that. The dict may be shared between sessions: nothing mutates it."""
-    return _ready_class()(spec)
 
 
 def error_message(prefix: str, code: str, **details) -> str:
@@ -401,8 +376,12 @@ def quiz_question(question: quiz_core.Question, number: int, *, scope: str = "qu
             key_value = quiz_core.answer_key(question, fq)
             if isinstance(fq.figure, dict):
                 layout = {**fq.figure.get("layout", {}), "height": fq.figure.get("layout", {}).get("height", 320)}
+                from primer.light_figure import LightFigure
+
+                # The cached dict as it is: given a plain dict, Streamlit would validate it by
+                # building a full go.Figure (10–60 ms per quiz figure, on every rerun).
                 st.plotly_chart(
-                    ready_figure({**fq.figure, "layout": layout}),
+                    LightFigure({**fq.figure, "layout": layout}),
                     key=f"{widget_key}.fig",
                     config={"displaylogo": False},
                 )

@@ -51,13 +51,6 @@ class LightFigure(go.Figure):
         """The layout's height, without building the layout object."""
         return self._light_layout.get("height") if self._light_layout is not None else self.layout.height
 
-    def resize(self, height: int) -> None:
-        """Set the height, without building the layout object."""
-        if self._light_layout is not None:
-            self._light_layout["height"] = height
-        else:
-            self.layout.height = height
-
     def update_layout(self, dict1=None, overwrite=False, **kwargs):
         """As Plotly's, but while the layout is still a dict, plain keys (no magic underscores)
         are merged into it like Plotly merges them: nested dicts key by key."""

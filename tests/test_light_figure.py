@@ -47,8 +47,8 @@ def test_magic_underscores_and_layout_access_fall_back_to_plotly():
     for fig in (light, plotly):
         fig.update_layout(xaxis_title="mm", paper_bgcolor="black")
     assert light.layout.xaxis.title.text == "mm"
-    light.resize(500)
-    plotly.update_layout(height=500)
+    for fig in (light, plotly):
+        fig.update_layout(height=500)
     assert browser_json(light)["layout"] == browser_json(plotly)["layout"]
 
 
