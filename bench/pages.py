@@ -4,7 +4,12 @@ The server is started once and every page is visited once (imports done, shared 
 a warm process, as on a class server after the first student). Then each page is opened in a new
 browser context (a new session) and timed from navigation to
 
-- first paint: the page's title is visible and the browser has drawn a frame (budget ≤ 2 s);
+- first paint: the first frame the browser draws with the page's title in it, timed inside the
+  page from navigation start (budget ≤ 2 s). A script in the page watches for the title and reads
+  the clock in the next animation frame. Waiting for the title from outside, as Playwright does,
+  also waits out whatever long task follows that frame: on a new browser profile that is the
+  Plotly library's first evaluation (about 0.7 s), which runs after the title is on screen and is
+  counted in "complete" instead;
 - complete: the script run has ended (no running-status widget) and the main area's text has not
   changed for 0.5 s; that quiet half-second is not counted.
 
@@ -23,6 +28,16 @@ from bench.common import ROOT, launch_browser, start_streamlit, stop, wait_healt
 
 BUDGET_S = 2.0
 BUSY = '[data-testid="stStatusWidget"], [data-stale="true"], [data-testid="stSkeleton"]'
+# Runs in the page before its own scripts: once the title is in the document with a size, the next
+# animation frame is the one that draws it; its clock (ms since navigation start) is the figure.
+TITLE_FRAME = """
+new MutationObserver((changes, observer) => {
+  const title = document.querySelector('[data-testid="stMain"] h1');
+  if (!title || !title.getBoundingClientRect().height) return;
+  observer.disconnect();
+  requestAnimationFrame(() => { window.__titleFrameMs = performance.now(); });
+}).observe(document, {childList: true, subtree: true});
+"""
 
 
 def page_paths() -> list[str]:
@@ -34,12 +49,12 @@ def page_paths() -> list[str]:
 def open_timed(browser, url: str, quiet_s: float = 0.5, timeout_s: float = 120) -> tuple[float, float]:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
+    page.add_init_script(TITLE_FRAME)
     try:
         start = time.perf_counter()
         page.goto(url)
-        page.wait_for_selector("h1", state="visible", timeout=timeout_s * 1000)
-        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
-        painted = time.perf_counter() - start
+        page.wait_for_function("() => window.__titleFrameMs !== undefined", timeout=timeout_s * 1000)
+        painted = page.evaluate("() => window.__titleFrameMs") / 1000
         main = page.locator('[data-testid="stMain"]')
         last, since = None, None
         while time.perf_counter() - start < timeout_s:
