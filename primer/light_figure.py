@@ -29,7 +29,9 @@ class LightFigure(go.Figure):
     def __init__(self, spec: dict | None = None, **_ignored):
         spec = spec or {}
         self._light_layout: dict | None = None  # go.Figure's own __init__ reads .layout
+        self._in_init = True
         super().__init__()  # empty, so cheap; validating, so a layout built later is checked
+        self._in_init = False
         self._light_layout = dict(spec.get("layout") or {})
         self._light_data = list(spec.get("data", []))
         self._light_frames = list(spec.get("frames", []) or [])
@@ -45,6 +47,13 @@ class LightFigure(go.Figure):
     def layout(self, value):
         self._light_layout = None
         go.Figure.layout.fset(self, value)
+
+    def _initialize_layout_template(self):
+        # Plotly copies its default template into every new figure's layout (about 1 ms). A
+        # light figure sends its dict layout without it, and the layout setter that builds the
+        # real layout sets the template again, so the copy made while constructing is skipped.
+        if not getattr(self, "_in_init", False):
+            super()._initialize_layout_template()
 
     @property
     def height(self) -> int | None:

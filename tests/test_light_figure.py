@@ -50,6 +50,8 @@ def test_magic_underscores_and_layout_access_fall_back_to_plotly():
     for fig in (light, plotly):
         fig.update_layout(height=500)
     assert browser_json(light)["layout"] == browser_json(plotly)["layout"]
+    # the default template, skipped while the layout was a dict, is there once it is built
+    assert light.to_dict()["layout"]["template"] == plotly.to_dict()["layout"]["template"]
 
 
 def test_a_shared_nested_dict_is_not_changed_by_a_merge():
