@@ -126,9 +126,11 @@ def grid(
     image: bool = True,
     title_shift: int = 0,
     title_size: int = 15,
+    lines: bool = False,
 ) -> dict:
     """Layout for an n_rows × n_cols grid of subplots, titles above each; with ``image``, every
-    subplot has square pixels and row 0 at the top."""
+    subplot has square pixels and row 0 at the top; with ``lines``, Plotly's grid and zero lines
+    stay on (for charts), as make_subplots leaves them."""
     widths = np.asarray(widths if widths is not None else [1.0] * n_cols, dtype=np.float64)
     widths = widths / widths.sum() * (1 - h_space * (n_cols - 1))
     height = (1 - v_space * (n_rows - 1)) / n_rows
@@ -142,8 +144,11 @@ def grid(
             y1 = 1 - r * (height + v_space)
             y0 = y1 - height
             x0, x1, y0, y1 = (min(max(round(v, 6), 0.0), 1.0) + 0.0 for v in (x0, x1, y0, y1))  # no -0.0
-            x_axis = {"domain": [x0, x1], "anchor": y_name, "showgrid": False, "zeroline": False}
-            y_axis = {"domain": [y0, y1], "anchor": x_name, "showgrid": False, "zeroline": False}
+            x_axis = {"domain": [x0, x1], "anchor": y_name}
+            y_axis = {"domain": [y0, y1], "anchor": x_name}
+            if not lines:
+                for axis in (x_axis, y_axis):
+                    axis.update(showgrid=False, zeroline=False)
             if image:
                 x_axis["constrain"] = "domain"
                 y_axis.update(autorange="reversed", scaleanchor=x_name, constrain="domain", constraintoward="top")
@@ -161,7 +166,7 @@ def grid(
                         "yanchor": "bottom",
                         "showarrow": False,
                         "font": {"size": title_size},
-                        "yshift": title_shift,
+                        **({"yshift": title_shift} if title_shift else {}),
                     }
                 )
     return layout
