@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -67,6 +68,11 @@ def timed(self, rerun_data):
                                   "cpu_ms": 1000 * (time.thread_time() - cpu),
                                   "fragment": bool(rerun_data.fragment_id_queue)}) + "\\n")
 script_runner.ScriptRunner._run_script = timed
+# SIGUSR1: collect garbage and hand freed heap back to the OS, so that RSS read just after shows
+# the memory still in use (Streamlit's post-run GC is off, and glibc keeps freed pages).
+import ctypes, gc, signal
+_libc = ctypes.CDLL("libc.so.6")
+signal.signal(signal.SIGUSR1, lambda *_: (gc.collect(), _libc.malloc_trim(0)))
 from streamlit.web.cli import main
 sys.argv = ["streamlit", "run", "app/main.py", "--server.port", sys.argv[1], "--server.headless", "true", *sys.argv[2:]]
 main()
@@ -84,6 +90,13 @@ def start_timed_server(run_log: Path, options: tuple[str, ...] = ()) -> tuple[su
         env={**os.environ, "BENCH_RUN_LOG": str(run_log)},
     )
     return proc, f"http://127.0.0.1:{port}"
+
+
+def collected_rss_mb(pid: int, settle_s: float = 1.0) -> float:
+    """RSS of a timed server after it has collected garbage and trimmed its heap (SIGUSR1)."""
+    os.kill(pid, signal.SIGUSR1)
+    time.sleep(settle_s)
+    return rss_mb(pid)
 
 
 def read_runs(run_log: Path) -> list[dict]:

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import percentile, read_runs, rss_mb, start_timed_server, stop, wait_healthy
+from bench.common import collected_rss_mb, percentile, read_runs, rss_mb, start_timed_server, stop, wait_healthy
 from bench.interaction import labs_by_chapter, main_control
 from bench.protocol import Session
 
@@ -126,13 +126,14 @@ async def run(sessions: int, trainers: int, seconds: float, waves: int = 2) -> d
         # The same class again after the first has left: the same students make the same moves,
         # so shared caches (other seeds, contrasts, labels) are already filled; memory that grows
         # with the second class is kept per session.
-        rss_after = []
+        rss_after, rss_collected = [], []
         for _ in range(waves):
             await asyncio.gather(
                 *(student(i, url, pages, stats, seconds, trains=i < trainers) for i in range(sessions))
             )
             await asyncio.sleep(5)  # sessions closed: their memory should be released
             rss_after.append(rss_mb(proc.pid))
+            rss_collected.append(await asyncio.to_thread(collected_rss_mb, proc.pid))
         elapsed = time.monotonic() - start
         stop_event.set()
         await sampler
@@ -142,6 +143,7 @@ async def run(sessions: int, trainers: int, seconds: float, waves: int = 2) -> d
             "rss_start": rss_start,
             "rss_one": rss_one,
             "rss_after": rss_after,
+            "rss_collected": rss_collected,
             "elapsed": elapsed,
             "runs": read_runs(run_log),
         }
@@ -193,8 +195,13 @@ def main(argv=None) -> dict:
         f"{result['rss_one']:.0f} MB; peak with {args.sessions} sessions {max(rss):.0f} MB; "
         + "; ".join(f"after class {i + 1} left {mb:.0f} MB" for i, mb in enumerate(after))
     )
-    if len(after) > 1:
-        kept = (after[-1] - after[-2]) / args.sessions
+    collected = result["rss_collected"]
+    print(
+        "after a garbage collection and heap trim (memory still in use): "
+        + "; ".join(f"class {i + 1} {mb:.0f} MB" for i, mb in enumerate(collected))
+    )
+    if len(collected) > 1:
+        kept = (collected[-1] - collected[-2]) / args.sessions
         print(f"memory kept per session by the same class coming back: {kept:+.1f} MB (budget: flat, about 0)")
     runs = result["runs"]
     if runs:
