@@ -2,9 +2,10 @@
 
 Builders take numbers (and the already-translated words to print) and return a figure; they
 compute nothing a reader could not check against `primer.metrics`. Each figure is written as one
-plain spec (traces, shapes, annotations, axes) and validated once by `go.Figure(spec)`: building it
-call by call (add_trace, add_vline, update_xaxes ...) validates at every step and costs several
-times more, which matters for a slider that must answer in 150 ms.
+plain spec (traces, shapes, annotations, axes) and handed over as a `LightFigure`, not validated:
+a class of students redraws these figures on every move, and Plotly's validation was the largest
+share of the chapter's CPU (tests/test_light_figure.py checks that what reaches the browser is
+what a validated figure sends).
 
 Colours follow one rule across the chapter: true positives bluish green, false positives
 vermilion, false negatives blue (Okabe–Ito, distinguishable with the common colour-vision
@@ -17,6 +18,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from primer import metrics
+from primer.light_figure import LightFigure
 from primer.quiz import FigureQuestion
 
 TP_COLOR = "#009E73"
@@ -76,13 +78,13 @@ def _words(words: dict | None) -> dict:
 
 
 def _figure(data: list[dict], height: int = 380, **layout) -> go.Figure:
-    """One validation pass over the whole spec; the layout defaults every figure here shares."""
+    """The whole spec as one light figure, with the layout defaults every figure here shares."""
     base = {
         "height": height,
         "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
         "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
     }
-    return go.Figure({"data": data, "layout": base | layout})
+    return LightFigure({"data": data, "layout": base | layout})
 
 
 def _axis(title: str | None = None, **kwargs) -> dict:

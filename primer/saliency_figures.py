@@ -309,33 +309,33 @@ def sanity_curves(
     a method that explains the model falls towards 0. Right: its rank correlation with the
     image itself; a rising curve is a map turning into a picture of the image."""
     x = [layer_names.get(layer, layer) for layer in layers]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=list(titles), shared_xaxes=True, horizontal_spacing=0.08)
+    # Written as dicts (primer.light_figure): with make_subplots this took ~50 ms per redraw.
+    layout = grid(1, 2, list(titles), h_space=0.08, image=False, title_size=16, lines=True)
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
+    data = []
     for k, (method, rho) in enumerate(correlation.items()):
         control = method in ("edges", "image")
-        line = dict(dash="dash", color=CONTROL_COLOR) if control else dict(color=palette[k % len(palette)])
+        line = {"dash": "dash", "color": CONTROL_COLOR} if control else {"color": palette[k % len(palette)]}
         for col, values in ((1, rho), (2, image_correlation[method])):
-            fig.add_trace(
-                go.Scatter(
-                    x=x,
-                    y=values,
-                    name=names.get(method, method),
-                    legendgroup=method,
-                    showlegend=col == 1,
-                    mode="lines+markers",
-                    line=line,
-                    hovertemplate="%{x}: ρ = %{y:.2f}<extra>%{fullData.name}</extra>",
-                ),
-                row=1,
-                col=col,
-            )
+            x_name, y_name = axes(col)
+            data.append({"type": "scatter", "x": x, "y": np.asarray(values, dtype=np.float64),
+                         "name": names.get(method, method), "legendgroup": method, "showlegend": col == 1,
+                         "mode": "lines+markers", "line": line, "xaxis": x_name, "yaxis": y_name,
+                         "hovertemplate": "%{x}: ρ = %{y:.2f}<extra>%{fullData.name}</extra>"})  # fmt: skip
     if depth is not None and 0 <= depth < len(x):
-        for col in (1, 2):
-            fig.add_vline(x=depth, line=dict(color="#888", dash="dot"), row=1, col=col)
-    fig.update_yaxes(range=[-0.8, 1.05])
-    fig.update_xaxes(tickangle=-30)
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="v", x=1.01, y=1))
-    return fig
+        layout["shapes"] = [
+            {"type": "line", "xref": x_name, "yref": f"{y_name} domain", "x0": depth, "x1": depth, "y0": 0, "y1": 1,
+             "line": {"color": "#888", "dash": "dot"}}
+            for x_name, y_name in (axes(1), axes(2))
+        ]  # fmt: skip
+    for col in (1, 2):
+        x_name, y_name = axes(col)
+        layout["xaxis" + x_name[1:]]["tickangle"] = -30
+        layout["yaxis" + y_name[1:]]["range"] = [-0.8, 1.05]
+    layout.update(
+        height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "v", "x": 1.01, "y": 1}
+    )
+    return LightFigure({"data": data, "layout": layout})
 
 
 def embedding_scatter(
