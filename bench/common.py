@@ -58,11 +58,33 @@ TIMED_SERVER = """
 import json, os, sys, time
 from streamlit.runtime.scriptrunner import script_runner
 _run_script = script_runner.ScriptRunner._run_script
+# BENCH_PROFILE=<file>: every script run is profiled (cProfile, in its own thread) and the sum
+# is written to <file> on SIGUSR2, to see where a whole class's CPU goes. It slows runs ~2x.
+_profile_path = os.environ.get("BENCH_PROFILE")
+if _profile_path:
+    import cProfile, pstats, threading
+    _profiles, _profiles_lock = [], threading.Lock()  # one pstats.Stats, the sum of all runs
+    def _dump(*_):
+        with _profiles_lock:
+            if _profiles:
+                _profiles[0].dump_stats(_profile_path)
+    import signal as _signal
+    _signal.signal(_signal.SIGUSR2, _dump)
 def timed(self, rerun_data):
     start, cpu = time.perf_counter(), time.thread_time()
+    profile = cProfile.Profile(time.thread_time) if _profile_path else None  # CPU, not GIL waits
+    if profile:
+        profile.enable()
     try:
         return _run_script(self, rerun_data)
     finally:
+        if profile:
+            profile.disable()
+            with _profiles_lock:
+                if _profiles:
+                    _profiles[0].add(profile)
+                else:
+                    _profiles.append(pstats.Stats(profile))
         with open(os.environ["BENCH_RUN_LOG"], "a") as log:
             log.write(json.dumps({"ms": 1000 * (time.perf_counter() - start), "page": rerun_data.page_name,
                                   "cpu_ms": 1000 * (time.thread_time() - cpu),
@@ -79,7 +101,9 @@ main()
 """
 
 
-def start_timed_server(run_log: Path, options: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+def start_timed_server(
+    run_log: Path, options: tuple[str, ...] = (), env: dict | None = None
+) -> tuple[subprocess.Popen, str]:
     """Start the app with every script run's server time appended to `run_log` (JSON lines)."""
     port = free_port()
     proc = subprocess.Popen(
@@ -87,7 +111,7 @@ def start_timed_server(run_log: Path, options: tuple[str, ...] = ()) -> tuple[su
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "BENCH_RUN_LOG": str(run_log)},
+        env={**os.environ, "BENCH_RUN_LOG": str(run_log), **(env or {})},
     )
     return proc, f"http://127.0.0.1:{port}"
 

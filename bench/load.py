@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import re
+import signal
 import statistics
 import tempfile
 import time
@@ -107,10 +109,11 @@ async def sample_rss(pid: int, samples: list, stop_event: asyncio.Event) -> None
         await asyncio.sleep(1.0)
 
 
-async def run(sessions: int, trainers: int, seconds: float, waves: int = 2) -> dict:
+async def run(sessions: int, trainers: int, seconds: float, waves: int = 2, profile: str = "") -> dict:
     pages = labs_by_chapter(None)
     run_log = Path(tempfile.mkdtemp()) / "runs.jsonl"
-    proc, url = start_timed_server(run_log)  # every script run's server and CPU time, for the breakdown
+    # every script run's server and CPU time, for the breakdown (and a profile of them all if asked)
+    proc, url = start_timed_server(run_log, env={"BENCH_PROFILE": str(Path(profile).resolve())} if profile else {})
     try:
         wait_healthy(url)
         stats, samples, stop_event = Stats(), [], asyncio.Event()
@@ -135,6 +138,9 @@ async def run(sessions: int, trainers: int, seconds: float, waves: int = 2) -> d
             rss_after.append(rss_mb(proc.pid))
             rss_collected.append(await asyncio.to_thread(collected_rss_mb, proc.pid))
         elapsed = time.monotonic() - start
+        if profile:
+            os.kill(proc.pid, signal.SIGUSR2)  # write the summed profile
+            await asyncio.sleep(10)
         stop_event.set()
         await sampler
         return {
@@ -158,10 +164,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--seconds", type=float, default=60, help="keep walking at least this long")
     parser.add_argument("--waves", type=int, default=3, help="classes one after the other (memory check)")
     parser.add_argument("--look", default="0.2-1", help="seconds between two moves of a student, low-high")
+    parser.add_argument("--profile", default="", help="write a cProfile of every script run to this file (slows runs)")
     args = parser.parse_args(argv)
     global LOOK_SECONDS
     LOOK_SECONDS = tuple(float(v) for v in args.look.split("-"))
-    result = asyncio.run(run(args.sessions, args.trainers, args.seconds, args.waves))
+    result = asyncio.run(run(args.sessions, args.trainers, args.seconds, args.waves, args.profile))
     stats = result["stats"]
     lat = stats.latencies
     print(
