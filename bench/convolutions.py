@@ -1,23 +1,20 @@
 """Every slider on the convolution page: server time per change, measured on a real server.
 
-The server runs in a child process whose ScriptRunner is wrapped to log how long every script run
-takes (a whole-page run, or a fragment rerun: labs 2–6 are fragments, so one of their sliders
-reruns only its lab). Headless Chromium opens the page on a 512×512 image (the MR shoulder) and
-moves each slider with the keyboard, one step at a time, waiting for each run to finish; the step
-buttons of the number inputs count as slider moves too. Lab 1's selectors and lab 6's switches
-rerun more (lab 1 feeds every other lab) and are reported on their own line.
-Budget: every slider change <= 150 ms server time at p95 (until the page has its answer; the
-garbage collection Streamlit runs after each run is reported on its own line).
+The server (bench.common's timed server) logs how long every script run takes: a whole-page
+run, or a fragment rerun (labs 2–6 are fragments, so one of their sliders reruns only its lab).
+Headless Chromium opens the page on a 512×512 image (the MR shoulder) and moves each slider with
+the keyboard, one step at a time, waiting for each run to finish; the step buttons of the number
+inputs count as slider moves too. Lab 1's selectors and lab 6's switches rerun more (lab 1 feeds
+every other lab) and are reported on their own line. Budget: every slider change <= 150 ms
+server time at p95. Streamlit's post-run garbage collection is off (.streamlit/config.toml).
 
-Usage: .venv/bin/python bench/convolutions.py [--repeats 2] [--port 0]
+Usage: .venv/bin/python bench/convolutions.py [--repeats 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import free_port, launch_browser, percentile, stop, wait_healthy  # noqa: E402
+from bench.common import launch_browser, percentile, read_runs, start_timed_server, stop, wait_healthy  # noqa: E402
 
 BUDGET_MS = 150.0
 IMAGE = "mr_shoulder"  # 512×512
@@ -59,69 +56,20 @@ SWITCHES = [
 ]
 
 
-def serve(port: int, log_path: str) -> None:
-    """Run Streamlit in this process with every script run timed into `log_path` (JSON lines).
-
-    Two clocks per run: `seconds`, from the start of the run until the page has its answer
-    (Streamlit's "script finished" event), and `with_gc_seconds`, which adds the full garbage
-    collection Streamlit runs after every script run (`runner.postScriptGC`); that collection
-    delays only the next run.
-    """
-    from streamlit.runtime.scriptrunner import script_runner
-    from streamlit.web import cli
-
-    original_run = script_runner.ScriptRunner._run_script
-    original_finish = script_runner.ScriptRunner._on_script_finished
-
-    def finish(self, *args, **kwargs):
-        self._bench_answered = (time.perf_counter(), time.thread_time())
-        return original_finish(self, *args, **kwargs)
-
-    def timed(self, rerun_data):
-        start, start_cpu = time.perf_counter(), time.thread_time()
-        self._bench_answered = None
-        try:
-            return original_run(self, rerun_data)
-        finally:
-            end, end_cpu = time.perf_counter(), time.thread_time()
-            answered, answered_cpu = self._bench_answered or (end, end_cpu)
-            record = {
-                "seconds": answered - start,
-                # CPU time of the script thread: what the run costs when the machine is shared
-                "cpu_seconds": answered_cpu - start_cpu,
-                "with_gc_seconds": end - start,
-                "fragment": bool(rerun_data.fragment_id_queue),
-            }
-            with open(log_path, "a") as log:
-                log.write(json.dumps(record) + "\n")
-
-    script_runner.ScriptRunner._run_script = timed
-    script_runner.ScriptRunner._on_script_finished = finish
-    sys.argv = ["streamlit", "run", str(ROOT / "app" / "main.py"), "--server.port", str(port)]
-    sys.argv += ["--server.headless", "true"]
-    cli.main()
-
-
-def records(log_path: Path) -> list[dict]:
-    if not log_path.exists():
-        return []
-    return [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-
-
 def wait_for_runs(log_path: Path, count: int, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
-    while len(records(log_path)) < count:
+    while len(read_runs(log_path)) < count:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(records(log_path))} of {count} script runs logged")
+            raise RuntimeError(f"only {len(read_runs(log_path))} of {count} script runs logged")
         time.sleep(0.01)
 
 
 def settle(log_path: Path, quiet_s: float = 0.4) -> None:
     """Wait until no new run has been logged for `quiet_s` (the page has caught up)."""
-    count, since = len(records(log_path)), time.monotonic()
+    count, since = len(read_runs(log_path)), time.monotonic()
     while time.monotonic() - since < quiet_s:
         time.sleep(0.05)
-        now = len(records(log_path))
+        now = len(read_runs(log_path))
         if now != count:
             count, since = now, time.monotonic()
 
@@ -134,38 +82,25 @@ def widget(page, key: str):
 
 def act(page, log_path: Path, do) -> list[dict]:
     """Perform one change and return the script runs it caused."""
-    before = len(records(log_path))
+    before = len(read_runs(log_path))
     do()
     wait_for_runs(log_path, before + 1)
     settle(log_path)
-    return records(log_path)[before:]
+    return read_runs(log_path)[before:]
 
 
 def main() -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=2, help="times through the whole list of controls")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--serve", nargs=2, metavar=("PORT", "LOG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        serve(int(args.serve[0]), args.serve[1])
-        return {}
 
     from playwright.sync_api import sync_playwright
 
-    port = args.port or free_port()
     log_path = Path(tempfile.mkdtemp()) / "runs.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--serve", str(port), str(log_path)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_timed_server(log_path)  # every script run's server and CPU time
     slider_ms: dict[str, list[float]] = {key: [] for key, _ in SLIDERS}
     switch_ms: dict[str, list[float]] = {key: [] for key, _ in SWITCHES}
     slider_cpu_ms: dict[str, list[float]] = {key: [] for key, _ in SLIDERS}
-    slider_gc_ms: list[float] = []
     switch_cpu_ms: dict[str, list[float]] = {key: [] for key, _ in SWITCHES}
     whole_page_moves = 0
     try:
@@ -180,7 +115,7 @@ def main() -> dict:
             page.goto(f"{url}/convolutions?kernel.image={IMAGE}")
             page.locator(".st-key-quiz-convolutions-weight_sharing").wait_for(state="attached")
             settle(log_path, 2.0)
-            first_page = records(log_path)[-1]["seconds"]
+            first_page = read_runs(log_path)[-1]["ms"] / 1000
             # Leaky ReLU enables the slope slider; time it with the others.
             for repeat in range(args.repeats + 1):  # the first pass warms the caches and is not counted
                 for key, moves in SLIDERS:
@@ -198,9 +133,8 @@ def main() -> dict:
                             button = block.locator(f'button[data-testid="{test_id}"]')
                             runs = act(page, log_path, button.click)
                         if repeat:
-                            slider_ms[key].extend(r["seconds"] * 1000 for r in runs)
-                            slider_cpu_ms[key].extend(r["cpu_seconds"] * 1000 for r in runs)
-                            slider_gc_ms.extend(r["with_gc_seconds"] * 1000 for r in runs)
+                            slider_ms[key].extend(r["ms"] for r in runs)
+                            slider_cpu_ms[key].extend(r["cpu_ms"] for r in runs)
                             whole_page_moves += not all(r["fragment"] for r in runs)
                 for key, labels in SWITCHES:
                     for label in labels:
@@ -217,8 +151,8 @@ def main() -> dict:
 
                         runs = act(page, log_path, choose)
                         if repeat:
-                            switch_ms[key].extend(r["seconds"] * 1000 for r in runs)
-                            switch_cpu_ms[key].extend(r["cpu_seconds"] * 1000 for r in runs)
+                            switch_ms[key].extend(r["ms"] for r in runs)
+                            switch_cpu_ms[key].extend(r["cpu_ms"] for r in runs)
             browser.close()
     finally:
         stop(proc)
@@ -244,10 +178,6 @@ def main() -> dict:
     print(
         f"every slider change, {len(every_slider)} runs: server time p50 {p50:.0f} ms, p95 {p95:.0f} ms"
         f" (script-thread CPU p95 {cpu_p95:.0f} ms)"
-    )
-    print(
-        f"  plus Streamlit's post-run garbage collection: p50 {statistics.median(slider_gc_ms):.0f} ms,"
-        f" p95 {percentile(slider_gc_ms, 95):.0f} ms until the server is free for the next run"
     )
     if whole_page_moves:
         print(f"note: {whole_page_moves} slider moves triggered a whole-page run instead of a fragment run")
