@@ -55,7 +55,7 @@ def start_streamlit(script: str | Path, port: int | None = None) -> tuple[subpro
 # Run inside the server process: time every script run (full or fragment) into a JSON-lines file,
 # from the start of the run until its last message is queued (the browser's drawing excluded).
 TIMED_SERVER = """
-import json, os, sys, time
+import json, os, signal, sys, time
 from streamlit.runtime.scriptrunner import script_runner
 _run_script = script_runner.ScriptRunner._run_script
 # BENCH_PROFILE=<file>: every script run is profiled (cProfile, in its own thread) and the sum
@@ -68,8 +68,7 @@ if _profile_path:
         with _profiles_lock:
             if _profiles:
                 _profiles[0].dump_stats(_profile_path)
-    import signal as _signal
-    _signal.signal(_signal.SIGUSR2, _dump)
+    signal.signal(signal.SIGUSR2, _dump)
 def timed(self, rerun_data):
     start, cpu = time.perf_counter(), time.thread_time()
     profile = cProfile.Profile(time.thread_time) if _profile_path else None  # CPU, not GIL waits
@@ -92,7 +91,7 @@ def timed(self, rerun_data):
 script_runner.ScriptRunner._run_script = timed
 # SIGUSR1: collect garbage and hand freed heap back to the OS, so that RSS read just after shows
 # the memory still in use (Streamlit's post-run GC is off, and glibc keeps freed pages).
-import ctypes, gc, signal
+import ctypes, gc
 _libc = ctypes.CDLL("libc.so.6")
 signal.signal(signal.SIGUSR1, lambda *_: (gc.collect(), _libc.malloc_trim(0)))
 from streamlit.web.cli import main

@@ -139,8 +139,13 @@ async def run(sessions: int, trainers: int, seconds: float, waves: int = 2, prof
             rss_collected.append(await asyncio.to_thread(collected_rss_mb, proc.pid))
         elapsed = time.monotonic() - start
         if profile:
+            asked = time.time()
             os.kill(proc.pid, signal.SIGUSR2)  # write the summed profile
-            await asyncio.sleep(10)
+            written = Path(profile)
+            for _ in range(600):  # the server writes it between two of its own steps
+                if written.exists() and written.stat().st_mtime >= asked:
+                    break
+                await asyncio.sleep(0.1)
         stop_event.set()
         await sampler
         return {

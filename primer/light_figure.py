@@ -172,6 +172,18 @@ def grid(
     return layout
 
 
+def hide_axes(layout: dict, *, scaleanchor: str | None = None, reversed: bool = False) -> None:
+    """Hide every axis of a grid of images, keeping square pixels: each y axis is tied to its own
+    x axis, or to ``scaleanchor`` when given; ``reversed`` puts row 0 at the top."""
+    for name, axis in layout.items():
+        if name.startswith("xaxis"):
+            axis["visible"] = False
+        elif name.startswith("yaxis"):
+            axis.update(visible=False, scaleanchor=scaleanchor or axis["anchor"])
+            if reversed:
+                axis["autorange"] = "reversed"
+
+
 def hide_ticks(layout: dict) -> None:
     for name, axis in layout.items():
         if name.startswith(("xaxis", "yaxis")):

@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from primer.light_figure import LightFigure, axes, grid
+from primer.light_figure import LightFigure, axes, grid, hide_axes
 from primer.quiz import FigureQuestion
 
 CNN_COLOR = "#4fb3a9"  # the app's teal: the learned model
@@ -134,11 +134,7 @@ def image_grid(images, titles, masks=None, columns: int = 4) -> go.Figure:
     n = len(images)
     rows = max(1, -(-n // columns))
     layout = grid(rows, columns, titles, h_space=0.02, v_space=0.08, image=False, title_size=12)
-    for name, axis in list(layout.items()):
-        if name.startswith("xaxis"):
-            axis["visible"] = False
-        elif name.startswith("yaxis"):  # square pixels against its own x axis (see _no_axes)
-            axis.update(visible=False, scaleanchor=axis["anchor"])
+    hide_axes(layout)  # square pixels against its own x axis (see _no_axes)
     data = []
     for i, image in enumerate(images):
         rgb = _rgb(image)
@@ -196,11 +192,7 @@ def task_families(phantom, words: dict | None = None) -> go.Figure:
     titles = (w["class"], w["boxes"], w["semantic"], w["instance"])
     # Written as dicts (primer.light_figure): with make_subplots this took ~40 ms per example.
     layout = grid(1, 4, titles, h_space=0.015, image=False, title_size=16)
-    for name, axis in layout.items():
-        if name.startswith("xaxis"):
-            axis["visible"] = False
-        elif name.startswith("yaxis"):  # square pixels against its own x axis (see _no_axes)
-            axis.update(visible=False, scaleanchor=axis["anchor"])
+    hide_axes(layout)
     semantic = _paint(base, phantom.masks[0], INSTANCE_COLORS[0])
     instance = base.copy()
     for k, mask in enumerate(phantom.instance_masks(0)):

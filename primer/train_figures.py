@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from primer.light_figure import LightFigure, axes, grid
+from primer.light_figure import LightFigure, axes, grid, hide_axes
 from primer.train import EpochRecord
 
 TRAIN_COLOR, VAL_COLOR, AUC_COLOR = "#4fb3a9", "#e4a853", "#c678dd"
@@ -102,11 +102,7 @@ def image_grid(images: np.ndarray, titles: list[str], masks: np.ndarray | None =
     n = len(images)
     rows = max(1, -(-n // columns))
     layout = grid(rows, columns, titles, h_space=0.02, v_space=0.08, image=False, title_size=11)
-    for name, axis in layout.items():
-        if name.startswith("xaxis"):
-            axis["visible"] = False
-        elif name.startswith("yaxis"):  # square pixels; every image has the same size as the first
-            axis.update(visible=False, autorange="reversed", scaleanchor="x")
+    hide_axes(layout, scaleanchor="x", reversed=True)  # every image has the size of the first
     low, high = (float(v) for v in np.percentile(images, [1, 99])) if n else (0.0, 1.0)
     grey = np.clip(np.round((np.asarray(images, dtype=np.float32) - low) / max(high - low, 1e-12) * 255), 0, 255)
     data = []
