@@ -25,6 +25,7 @@ import streamlit as st
 from primer import content, i18n, labstate
 from primer import quiz as quiz_core
 from primer.progress import Progress
+from primer.text import markdown_literal as literal  # noqa: F401 - pages write ui.literal(...)
 
 URL_STATE = dict(bind="query-params", persist_state="session")  # the sidebar's switches
 
@@ -116,11 +117,14 @@ def figure(fig, *, key: str | None = None, height: int | None = None) -> None:
 
 
 def error_message(prefix: str, code: str, **details) -> str:
-    """Translated message for an error code raised by the core, e.g. ("dicom", "not_dicom")."""
+    """Translated message for an error code raised by the core, e.g. ("dicom", "not_dicom").
+
+    The message is Markdown; a detail may come from the user's file (a folder name, an array
+    key), so every detail is escaped to show as written."""
     key = f"{prefix}.error.{code}"
     if i18n.has_key(key):
-        return t(key, **details) if details else t(key)
-    return t("ui.error.unknown", code=code)
+        return t(key, **{name: literal(value, 120) for name, value in details.items()})
+    return t("ui.error.unknown", code=literal(code, 40))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,7 +174,7 @@ class ChapterPage:
         if not questions or presenting():
             return
         st.header(t("quiz.title"))
-        right, answered = progress().quiz_score(self.id)
+        right, answered = progress().quiz_score(self.id, [q.id for q in questions])
         st.caption(t("quiz.score", right=right, answered=answered, total=len(questions)))
         for number, question in enumerate(questions, start=1):
             quiz_question(question, number)

@@ -8,11 +8,12 @@ import streamlit as st
 
 from app import ui
 from app.widgets import dicom_viewer, heatmap
-from primer import explain, hybrid, shortcut
+from primer import explain, hybrid, i18n, shortcut
 from primer import saliency_figures as figs
 from primer.dicom import DicomError
 from primer.explain import METHODS, SIGNED, AttributionLab, EmbeddingLab, PointingLab, SanityLab
 from primer.shortcut import ShortcutLab
+from primer.text import plot_literal
 
 page = ui.ChapterPage("saliency")
 T = page.t
@@ -124,7 +125,8 @@ def uploaded_image() -> explain.ExplainedImage | None:
         dicom_viewer.show_error(err)
         return None
     rows, cols = parsed.original_shape
-    st.caption(T("attrib.upload_info", modality=parsed.modality, rows=rows, cols=cols, frames=parsed.n_frames))
+    modality = ui.literal(parsed.modality, 16)  # the file's own text
+    st.caption(T("attrib.upload_info", modality=modality, rows=rows, cols=cols, frames=parsed.n_frames))
     return explain.ExplainedImage(loaded.key, parsed.x, parsed.display)
 
 
@@ -164,7 +166,10 @@ def explorer_image(lab, ctx, source) -> explain.ExplainedImage | None:
 
 
 def class_name(ctx, c: int) -> str:
-    return T(f"class.{ctx.classes[c]}".replace(" ", "_"))
+    """A class's name in the reader's language; a class from the user's own data keeps its folder
+    name, raw (escape it for the Markdown or Plotly string it goes into)."""
+    key = f"class.{ctx.classes[c]}".replace(" ", "_")
+    return T(key) if i18n.has_key(f"saliency.{key}") else str(ctx.classes[c])
 
 
 def method_controls(lab, ctx, method) -> None:
@@ -201,7 +206,9 @@ def explorer(ctx) -> None:
         image = explorer_image(lab, ctx, source)
         method = lab.selectbox("method", "attrib.method", options=METHODS, format_func=NAMES.get, keep=True)
         classes = list(range(len(ctx.classes)))
-        target = lab.segmented("target", "attrib.target", options=classes, format_func=lambda c: class_name(ctx, c))
+        target = lab.segmented(
+            "target", "attrib.target", options=classes, format_func=lambda c: ui.literal(class_name(ctx, c), 40)
+        )
         method_controls(lab, ctx, method)
         opacity = lab.slider("opacity", "attrib.opacity", min_value=0.0, max_value=1.0, step=0.05, keep=True)
         show_mask = lab.checkbox("show_mask", "attrib.show_mask")
@@ -226,7 +233,7 @@ def explorer(ctx) -> None:
         facts = explain.image_facts(ctx.model, image, result, target)
         for _, values in facts:  # class indices become translated class names
             if "cls" in values:
-                values["cls"] = class_name(ctx, values["cls"])
+                values["cls"] = ui.literal(class_name(ctx, values["cls"]), 40)
         st.markdown(" · ".join(T(f"attrib.{key}", **values) for key, values in facts))
         st.caption(T(f"attrib.what.{method}"))
     if show_grid:
@@ -423,7 +430,7 @@ def feature_space(ctx) -> None:
         coords, variance = projection(ctx.key, state.projection, perplexity, state.seed, ctx)
     labels, prob = ctx.test.y.numpy(), ctx.test_probs[:, 1]
     wrong = ((prob >= 0.5).astype(int) != labels).astype(int)
-    class_names = {i: class_name(ctx, i) for i in range(len(ctx.classes))}
+    class_names = {i: plot_literal(class_name(ctx, i)) for i in range(len(ctx.classes))}
     hover = [T("embedding.hover", i=i, cls=class_names[labels[i]], p=prob[i]) for i in range(len(labels))]
     selected = state.index % len(labels)
     groups, group_names = {

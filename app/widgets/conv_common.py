@@ -35,7 +35,13 @@ class LabImage:
 
 
 def show_error(page, prefix: str, error) -> None:
-    """A coded error from the core as a translated message (`convolutions.<prefix>.error.<code>`)."""
+    """A coded error from the core as a translated message (`convolutions.<prefix>.error.<code>`);
+    the DICOM reader's errors in the words the imaging chapter's viewer uses for them."""
+    if isinstance(error, DicomError):
+        from app.widgets import dicom_viewer
+
+        dicom_viewer.show_error(error)
+        return
     st.error(ui.error_message(f"{page.id}.{prefix}", error.code, **error.detail))
 
 

@@ -16,7 +16,7 @@ Caching: bundled examples are decoded with st.cache_data keyed by the example id
 are kept only in this session's st.session_state, keyed by the upload's file_id, decoded once, and
 dropped when the file is removed from the uploader; they are never cached across sessions and
 never written to disk. Text that comes from a file is shown as text (st.dataframe, st.code) or
-stripped to plain characters, never as HTML or markdown.
+escaped for the Markdown or Plotly string it goes into (primer.text), never read as markup.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import re
 import string
 from dataclasses import dataclass
 
@@ -61,6 +60,7 @@ from primer.imaging_figures import (
     training_window,
 )
 from primer.labstate import field_defaults
+from primer.text import markdown_literal, plot_literal
 
 UPLOAD = "upload"  # the source value meaning "the file the user uploaded"
 _UPLOADS = "dicom_viewer.uploads"  # session_state: uploader key → {file_id: Upload}
@@ -209,19 +209,11 @@ def _window_pending(lab) -> None:
 
 # ─────────────────────────────────────── error messages ──────────────────────────────────────
 
-_UNSAFE = re.compile(r"[^\w .,:;?()+/×\-]")
-
-
-def plain(value, limit: int = 80) -> str:
-    """A value from a file reduced to plain characters, safe inside a markdown message."""
-    text = _UNSAFE.sub("", str(value))[:limit]
-    return text.replace("_", "\\_")
-
 
 def error_text(exc: DicomError) -> str:
     """The translated message for a DicomError, with its detail in the message's placeholders."""
     detail = dict(exc.detail)
-    for name in ("declared", "needed", "limit"):  # bytes → MB for the message
+    for name in ("declared", "needed", "limit", "file"):  # bytes → MB for the message
         if f"{name}_bytes" in detail:
             detail[f"{name}_mb"] = f"{detail[f'{name}_bytes'] / 1024**2:,.0f}"
     if "frame" in detail:
@@ -230,7 +222,8 @@ def error_text(exc: DicomError) -> str:
     if not i18n.has_key(key):
         return ui.t("ui.error.unknown", code=exc.code)
     fields = {name for _, name, _, _ in string.Formatter().parse(ui.t(key)) if name}
-    return ui.t(key, **{name: plain(detail.get(name, "?")) for name in fields})
+    # Details can come from the file (a transfer syntax UID, a decoder's words): shown as written
+    return ui.t(key, **{name: markdown_literal(detail.get(name, "?"), 80) for name in fields})
 
 
 def show_error(exc: DicomError) -> None:
@@ -413,12 +406,13 @@ _UNIT_NAMES = {"HU", "raw", "US", "OD", "RGB", "GY", "CNTS", "BQML", "MGML", "PC
 
 
 def units_label(img: DicomImage) -> str:
-    """Units as words for the page (translated when known, plain characters otherwise)."""
+    """Units as words for the page: translated when known, else the file's own text (raw: escape
+    it for the sink it goes to)."""
     units = img.units.strip()
     key = f"{T}units.{units}"
     if units in _UNIT_NAMES and i18n.has_key(key):
         return ui.t(key)
-    return plain(units, 16) or t("units.raw")
+    return units[:16] or t("units.raw")
 
 
 def image_panel(
@@ -429,16 +423,16 @@ def image_panel(
     units = units_label(img)
     left, right = st.columns([3, 2], gap="medium")
     with left:
-        figure = image_figure(img, frame, center, width, value_name=plain(units, 24), revision=loaded.key)
+        figure = image_figure(img, frame, center, width, value_name=plot_literal(units, 24), revision=loaded.key)
         ui.figure(figure, key=f"{key}.image")
-        st.caption(_image_sentence(img, center, width, units))
+        st.caption(_image_sentence(img, center, width, markdown_literal(units)))
         if loaded.extras.burned_in_risk:
             st.warning(t("burned_in"), icon=":material/warning:")
     with right:
         if img.is_color:
             st.info(t("histogram.colour"))
         else:
-            labels = {"x": units, "y": t("histogram.pixels"), "ramp": t("histogram.ramp")}
+            labels = {"x": plot_literal(units), "y": t("histogram.pixels"), "ramp": t("histogram.ramp")}
             histogram = histogram_figure(
                 img.pixels[frame],
                 center,
@@ -512,7 +506,7 @@ def _properties(loaded: Loaded) -> None:
         (t("prop.frames"), str(img.n_frames)),
         (t("prop.spacing"), spacing),
         (t("prop.bits"), str(img.bits_stored)),
-        (t("prop.units"), units_label(img).replace("\\_", "_")),
+        (t("prop.units"), units_label(img)),
         (t("prop.range"), f"{number(img.value_range[0])} … {number(img.value_range[1])}"),
         (t("prop.syntax"), img.transfer_syntax + (f" · {t('prop.lossy')}" if img.lossy else "")),
     ]

@@ -19,6 +19,7 @@ import streamlit as st
 import models
 from app import ui
 from primer import train_figures
+from primer.text import plot_literal
 from primer.train import TrainLab
 
 JOB, PREVIOUS, SHOWN, OWN, CV_JOB = (
@@ -115,7 +116,7 @@ def data_preview(page, lab: TrainLab) -> None:
         data, _ = own
         picks = np.concatenate([np.flatnonzero(data.y.numpy() == c)[:4] for c in range(min(2, len(data.classes)))])
         images, masks = data.x[picks, 0].numpy(), None
-        titles = [data.classes[int(data.y[i])] for i in picks]
+        titles = [plot_literal(data.classes[int(data.y[i])]) for i in picks]  # folder names: shown as written
     else:
         preview = generate(lab.phantom_config().replace(n=8, prevalence=0.5))
         order = np.argsort(-preview.labels, kind="stable")
@@ -300,7 +301,9 @@ def results(page) -> None:
         np.add.at(matrix, (run.test_labels, run.test_probs.argmax(1)), 1)
         st.markdown(f"**{t('confusion')}**")
         ui.figure(
-            train_figures.confusion(matrix, run.classes, {"called": t("called"), "truth": t("truth")}),
+            train_figures.confusion(
+                matrix, [plot_literal(c) for c in run.classes], {"called": t("called"), "truth": t("truth")}
+            ),
             key="training.confusion",
             height=280,
         )
@@ -337,7 +340,7 @@ def examples(page, job) -> None:
     titles = [
         page.t(
             "example_title",
-            truth=run.classes[run.test_labels[i]],
+            truth=plot_literal(run.classes[run.test_labels[i]]),
             p=float(run.test_probs[i, 1] if run.num_classes == 2 else confidence[i]),
             mark="✓" if called[i] == run.test_labels[i] else "✗",
         )
@@ -395,7 +398,8 @@ def own_data_panel(page) -> None:
         own = st.session_state.get(OWN)
         if own is not None:
             _, data, report = own
-            st.success(page.t("own.loaded", n=len(data), classes=", ".join(data.classes)))
+            classes = ", ".join(ui.literal(c, 64) for c in data.classes)  # folder names (≤ 64 characters), as written
+            st.success(page.t("own.loaded", n=len(data), classes=classes))
             per_class = ", ".join(f"{name}: {count}" for name, count in report["per_class"].items())
             skipped = ", ".join(f"{why}: {count}" for why, count in report["skipped"].items()) or "—"
             st.text(page.t("own.report", per_class=per_class, skipped=skipped))
