@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, conve
 from pydicom.pixels.utils import as_pixel_options, pixel_array
 from pydicom.uid import (
     UID,
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -53,6 +55,7 @@ ERROR_CODES: tuple[str, ...] = (
     "no_pixel_data",  # a valid DICOM object that holds no image (SR, RT plan, DICOMDIR, ...)
     "unsupported_syntax",  # no decoder here for the transfer syntax (compression)
     "too_large",  # declared image size over the limit; refused before decoding
+    "inflated_too_large",  # a deflated data set that inflates past the limit (a "zip bomb")
     "empty_image",  # zero rows, columns or frames
     "unsupported_photometric",  # a colour model this reader does not convert
     "decode_failed",  # the decoder raised: damaged compressed data
@@ -143,7 +146,7 @@ def read_dicom(source: bytes | str | os.PathLike, *, max_bytes_decoded: int = 51
     """
     geometry = None
     try:
-        ds = _parse(source)
+        ds = _parse(source, max_bytes_decoded)
         _require_image(ds)
         syntax, decoder = _decoder_for(ds)
         geometry = _geometry(ds)
@@ -168,7 +171,7 @@ def _short(exc: BaseException, limit: int = 400) -> str:
     return f"{type(exc).__name__}: {exc}"[:limit]
 
 
-def _parse(source: bytes | str | os.PathLike) -> Dataset:
+def _parse(source: bytes | str | os.PathLike, max_bytes_decoded: int = 512 * 1024**2) -> Dataset:
     """Read the data set: strictly first, then leniently for files without the 128-byte preamble."""
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
@@ -180,6 +183,7 @@ def _parse(source: bytes | str | os.PathLike) -> Dataset:
             raise DicomError("unreadable", {"error": _short(exc)}) from exc
     if not data:
         raise DicomError("not_dicom", {"reason": "empty"})
+    _refuse_deflate_bomb(data, max_bytes_decoded)
 
     try:
         return pydicom.dcmread(io.BytesIO(data))
@@ -206,6 +210,32 @@ def _parse(source: bytes | str | os.PathLike) -> Dataset:
     if not looks_like_dataset:
         raise DicomError("not_dicom", {"reason": "no DICOM header"})
     return ds
+
+
+def _refuse_deflate_bomb(data: bytes, max_bytes: int) -> None:
+    """Refuse a Deflated Explicit VR file whose data set inflates past `max_bytes`.
+
+    pydicom inflates such a data set whole, with no limit, before anything else is read: one
+    megabyte of deflated zeros becomes a gigabyte. So inflate it here first, in bounded steps,
+    and only hand it to pydicom once its size is known to fit. The file meta group is read
+    through its group length (PS3.10 7.1); its transfer syntax UID is found by value.
+    """
+    if data[128:132] != b"DICM" or data[132:136] != b"\x02\x00\x00\x00":
+        return  # no file meta group at the usual place: pydicom will not inflate anything
+    (meta_length,) = struct.unpack("<I", data[140:144])
+    meta_end = 144 + meta_length
+    if str(DeflatedExplicitVRLittleEndian).encode() not in data[132:meta_end]:
+        return
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    inflated, rest = 0, data[meta_end:]
+    try:
+        while rest and inflated <= max_bytes:
+            inflated += len(inflater.decompress(rest, 16 * 1024**2))
+            rest = inflater.unconsumed_tail
+    except zlib.error as exc:
+        raise DicomError("corrupt", {"error": _short(exc)}) from exc
+    if inflated > max_bytes:
+        raise DicomError("inflated_too_large", {"file_bytes": len(data), "limit_bytes": max_bytes})
 
 
 def _require_image(ds: Dataset) -> None:
@@ -364,12 +394,14 @@ def _check_codestream_size(ds: Dataset, syntax: UID, g: _Geometry) -> None:
     could pair a small DICOM header with a huge codestream.
     """
     try:
-        size = _codestream_size(next(generate_frames(ds.PixelData, number_of_frames=1)), syntax)
+        frames = generate_frames(ds.PixelData, number_of_frames=g.frames)
+        sizes = [_codestream_size(frame, syntax) for frame in frames]
     except Exception:
         return  # nothing readable to inspect: the decoder will report the damage
-    if size and size[0] * size[1] > 4 * g.rows * g.cols:
-        error = f"codestream declares {size[0]}×{size[1]}, header says {g.cols}×{g.rows}"
-        raise DicomError("decode_failed", {"transfer_syntax": syntax.name, "error": error})
+    for size in sizes:  # every frame: a crafted file may hide its huge frame behind a small one
+        if size and size[0] * size[1] > 4 * g.rows * g.cols:
+            error = f"codestream declares {size[0]}×{size[1]}, header says {g.cols}×{g.rows}"
+            raise DicomError("decode_failed", {"transfer_syntax": syntax.name, "error": error})
 
 
 def _decode_stored(ds: Dataset, decoder: Any, syntax: UID, g: _Geometry) -> tuple[np.ndarray, str]:
@@ -379,7 +411,8 @@ def _decode_stored(ds: Dataset, decoder: Any, syntax: UID, g: _Geometry) -> tupl
     happens in `_to_rgb`, where the lesson can point at it.
     """
     try:
-        stored, meta = decoder.as_array(ds, raw=True, **as_pixel_options(ds))
+        # Never more frames than the header declares, whatever the byte count allows
+        stored, meta = decoder.as_array(ds, raw=True, **as_pixel_options(ds, allow_excess_frames=False))
     except (MemoryError, *_NEVER_CAUGHT):
         raise
     except BaseException as exc:  # Rust decoders (pylibjpeg-rle) panic with a BaseException
@@ -388,7 +421,14 @@ def _decode_stored(ds: Dataset, decoder: Any, syntax: UID, g: _Geometry) -> tupl
         raise DicomError("decode_failed", {"transfer_syntax": syntax.name, "error": _short(exc)}) from exc
     if stored.size != np.prod(g.stored_shape):
         raise DicomError("decode_failed", {"transfer_syntax": syntax.name, "error": f"decoded {stored.shape}"})
-    return stored.reshape(g.stored_shape), str(meta.get("photometric_interpretation", g.photometric))
+    return native(stored).reshape(g.stored_shape), str(meta.get("photometric_interpretation", g.photometric))
+
+
+def native(values: np.ndarray) -> np.ndarray:
+    """`values` in this machine's byte order. Big-endian files (Explicit VR Big Endian, a retired
+    syntax pydicom still reads) decode to big-endian arrays; nothing past the reader should have
+    to know that (orjson, Plotly and torch refuse or mishandle non-native arrays)."""
+    return values if values.dtype.isnative else values.astype(values.dtype.newbyteorder("="))
 
 
 def _to_image(ds: Dataset, syntax: UID, g: _Geometry, stored: np.ndarray, decoded_photometric: str) -> DicomImage:
@@ -816,7 +856,9 @@ def dicom_to_tensor_steps(
     _check_frame(img, frame)
     _check_window(center, width)
     try:  # the true stored values: kept from reading, else this frame decoded again
-        stored = img.stored[frame] if img.stored is not None else pixel_array(img.dataset, index=frame, raw=True)
+        stored = (
+            img.stored[frame] if img.stored is not None else native(pixel_array(img.dataset, index=frame, raw=True))
+        )
     except _NEVER_CAUGHT:
         raise
     except BaseException as exc:
