@@ -7,11 +7,15 @@ it again another day. Nothing is stored on the server.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 FORMAT = "dl-primer-progress"
 VERSION = 1
 MAX_BYTES = 256 * 1024  # a real progress file is a few kilobytes
+MAX_DEPTH = 4  # {"answers": {chapter: {question: true}}} is three levels deep
+MAX_ENTRIES = 5000  # lesson and question ids in all: the app has a few hundred
+MAX_ID = 100  # characters in a chapter, lesson or question id
 
 
 class ProgressError(ValueError):
@@ -36,10 +40,17 @@ class Progress:
     def record_answer(self, chapter: str, question: str, correct: bool) -> None:
         self.answers.setdefault(chapter, {})[question] = bool(correct)
 
-    def quiz_score(self, chapter: str) -> tuple[int, int]:
-        """(right, answered) for one chapter."""
+    def quiz_score(self, chapter: str, question_ids: Iterable[str] | None = None) -> tuple[int, int]:
+        """(right, answered) for one chapter, counting only `question_ids` when given."""
         given = self.answers.get(chapter, {})
+        if question_ids is not None:
+            given = {q: given[q] for q in question_ids if q in given}
         return sum(given.values()), len(given)
+
+    def lessons_done(self, chapter: str, lesson_ids: Iterable[str]) -> int:
+        """How many of a chapter's lessons are marked read (ids the chapter no longer has not counted)."""
+        done = self.lessons_read.get(chapter, set())
+        return sum(lesson in done for lesson in set(lesson_ids))
 
     def to_json(self) -> str:
         return json.dumps(
@@ -63,10 +74,15 @@ class Progress:
                 data = data.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise ProgressError("not_json", str(exc)) from exc
+        if len(data) > MAX_BYTES:
+            raise ProgressError("too_large", f"{len(data)} characters")
+        depth = _nesting(data)
+        if depth > MAX_DEPTH:  # refused before parsing: json's parser recurses once per level
+            raise ProgressError("wrong_format", f"nested {depth} levels deep")
         try:
             raw = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise ProgressError("not_json", str(exc)) from exc
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ProgressError("not_json", str(exc)[:200]) from exc
         if not isinstance(raw, dict) or raw.get("format") != FORMAT:
             raise ProgressError("wrong_format", "not a progress file from this app")
         if raw.get("version") != VERSION:
@@ -75,12 +91,41 @@ class Progress:
         ok = (
             isinstance(lessons, dict)
             and isinstance(answers, dict)
-            and all(isinstance(v, list) and all(isinstance(i, str) for i in v) for v in lessons.values())
+            and all(isinstance(v, list) and all(_is_id(i) for i in v) for v in lessons.values())
             and all(isinstance(v, dict) and all(isinstance(b, bool) for b in v.values()) for v in answers.values())
+            and all(_is_id(k) for k in [*lessons, *answers, *(q for a in answers.values() for q in a)])
         )
         if not ok:
             raise ProgressError("wrong_format", "unexpected structure")
+        if sum(map(len, lessons.values())) + sum(map(len, answers.values())) > MAX_ENTRIES:
+            raise ProgressError("too_large", "too many entries")
         return cls(
             lessons_read={str(c): set(ids) for c, ids in lessons.items()},
             answers={str(c): {str(q): b for q, b in a.items()} for c, a in answers.items()},
         )
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID
+
+
+def _nesting(text: str) -> int:
+    """How deep JSON arrays and objects nest in `text` (brackets inside strings not counted)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest

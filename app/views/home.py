@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app import ui
-from primer import content
+from primer import content, quiz
 
 st.title(ui.t("home.title"))
 st.markdown(ui.t("home.intro"))
@@ -28,9 +28,9 @@ for number, chapter in enumerate(chapters, start=1):
         for lab in chapter.labs:
             head.markdown(f"- **{ui.bi(lab.title)}**: {ui.bi(lab.what)}")
         side.metric(ui.t("home.minutes"), ui.t("home.minutes_value", minutes=chapter.minutes))
-        read = len(progress.lessons_read.get(chapter.id, ()))
-        total = len(content.lessons(chapter.id, ui.lang()))
-        right, answered = progress.quiz_score(chapter.id)
+        lesson_ids = [lesson.id for lesson in content.lessons(chapter.id, ui.lang())]
+        read, total = progress.lessons_done(chapter.id, lesson_ids), len(lesson_ids)
+        right, answered = progress.quiz_score(chapter.id, [q.id for q in quiz.load_quiz(chapter.id)])
         side.caption(ui.t("home.chapter_progress", read=read, total=total, right=right, answered=answered))
         side.page_link(chapter.page, label=ui.t("home.open"), icon=":material/arrow_forward:")
 

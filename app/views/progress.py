@@ -14,13 +14,13 @@ chapters = content.chapters()
 rows = []
 for chapter in chapters:
     questions = quiz.load_quiz(chapter.id)
-    right, answered = progress.quiz_score(chapter.id)
+    lesson_ids = [lesson.id for lesson in content.lessons(chapter.id, ui.lang())]
+    # only ids this app knows count: a loaded file may name lessons and questions that do not exist
+    right, answered = progress.quiz_score(chapter.id, [q.id for q in questions])
     rows.append(
         {
             ui.t("progress.chapter"): chapter.text("title", ui.lang()),
-            ui.t(
-                "progress.lessons"
-            ): f"{len(progress.lessons_read.get(chapter.id, ()))} / {len(content.lessons(chapter.id, ui.lang()))}",
+            ui.t("progress.lessons"): f"{progress.lessons_done(chapter.id, lesson_ids)} / {len(lesson_ids)}",
             ui.t("progress.quiz"): f"{right} / {len(questions)}"
             + (f"  ({answered} {ui.t('progress.answered')})" if answered else ""),
         }
@@ -43,8 +43,11 @@ with save:
     )
 with load:
     st.subheader(ui.t("progress.load"))
-    upload = st.file_uploader(ui.t("progress.upload"), type=["json"], key="progress_upload")
-    if upload is not None and st.session_state.get("progress_loaded") != upload.file_id:
+    # A real progress file is a few kilobytes; 1 MB keeps a hostile one out before it reaches us.
+    upload = st.file_uploader(ui.t("progress.upload"), type=["json"], key="progress_upload", max_upload_size=1)
+    if upload is not None and st.session_state.get("progress_loaded") == upload.file_id:
+        st.success(ui.t("progress.loaded"))  # after the rerun below, so the table above is the file's
+    elif upload is not None:
         try:
             st.session_state["progress"] = Progress.from_json(upload.getvalue())
         except ProgressError as exc:
@@ -52,7 +55,6 @@ with load:
         else:
             st.session_state["progress_loaded"] = upload.file_id
             st.session_state["progress_generation"] = st.session_state.get("progress_generation", 0) + 1
-            st.success(ui.t("progress.loaded"))
             st.rerun()
 
 st.header(ui.t("progress.self_assessment"))
