@@ -32,6 +32,7 @@ BENCHES: dict[str, list[str]] = {
     "convolutions": [],
     "metrics": [],
     "terminology": [],
+    "hostile": [],
     "load": [],
 }
 TIMEOUT_S = 1800

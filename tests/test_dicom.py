@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import tracemalloc
+import zlib
 
 import numpy as np
 import pydicom
@@ -19,9 +20,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from pydicom.data import get_testdata_file, get_testdata_files
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_modality_lut, apply_windowing
-from pydicom.uid import UID_dictionary, generate_uid
+from pydicom.uid import UID_dictionary
 
 from primer import dicom
 from primer.deid import BASIC_PROFILE_ACTIONS, is_identifying
@@ -39,6 +40,7 @@ from primer.dicom import (
     metadata_rows,
     read_dicom,
 )
+from tests import hostile
 
 # pydicom warns about the odd files it ships on purpose; those warnings are not our subject.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -151,21 +153,9 @@ def test_not_dicom_inputs():
 
 
 def _crafted(rows: int, cols: int, frames: int, **extra) -> bytes:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
-    ds.Modality = "OT"
-    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, cols, frames
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    for keyword, value in extra.items():
-        setattr(ds, keyword, value)
+    ds = hostile.image_dataset(rows, cols, frames, **extra)
     ds.PixelData = np.arange(rows * cols * frames, dtype="<u2").tobytes() if rows * cols * frames < 1e6 else b"\0" * 16
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return hostile.to_bytes(ds)
 
 
 def test_absurd_declared_size_is_refused_before_allocating():
@@ -740,3 +730,45 @@ def test_deidentified_copy_is_valid_dicom():
         if elem.VR in max_length and elem.value not in (None, ""):
             values = elem.value if isinstance(elem.value, pydicom.multival.MultiValue) else [elem.value]
             assert all(len(str(v)) <= max_length[elem.VR] for v in values), elem
+
+
+def test_every_decoded_array_is_in_native_byte_order():
+    """Plotly's serializer and torch refuse big-endian arrays: the reader returns native ones."""
+    seen_big_endian = 0
+    for path in (p for p in get_testdata_files("**/*") if os.path.isfile(p)):
+        try:
+            img = read_dicom(path)
+        except DicomError:
+            continue
+        assert img.pixels.dtype.isnative, path
+        seen_big_endian += "big" in os.path.basename(path).lower() or "expb" in os.path.basename(path).lower()
+    assert seen_big_endian >= 3  # MR_small_bigendian, emri_small_big_endian, the _expb files
+
+
+def test_a_deflated_file_that_inflates_past_the_limit_is_refused_early():
+    """1 MB of Deflated Explicit VR that inflates to 1 GiB: refused after inflating just past the
+    limit, with the file's size and the limit in the error, and far less memory than 1 GiB."""
+    data = hostile.deflate_bomb(1024**3)
+    assert len(data) < 2 * 1024**2
+    # independently, this file's data set (after the plain file meta, found by pydicom's own
+    # reader) is a raw deflate stream of over 1 GiB: zlib, 16 MB at a time
+    fp = io.BytesIO(data)
+    pydicom.filereader.read_preamble(fp, force=False)
+    pydicom.filereader._read_file_meta_info(fp)
+    inflater, inflated, rest = zlib.decompressobj(-zlib.MAX_WBITS), 0, data[fp.tell() :]
+    while rest:
+        inflated += len(inflater.decompress(rest, 16 * 1024**2))
+        rest = inflater.unconsumed_tail
+    assert inflated > 1024**3
+    limit = 64 * 1024**2
+    with open("/proc/self/status") as f:
+        before = next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    with pytest.raises(DicomError) as error:
+        read_dicom(data, max_bytes_decoded=limit)
+    with open("/proc/self/status") as f:
+        peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    assert error.value.code == "inflated_too_large"
+    assert error.value.detail["limit_bytes"] == limit and error.value.detail["file_bytes"] == len(data)
+    assert peak - before < 4 * limit / 1024**2  # a few times the limit, never the 1 GiB it declares

@@ -73,3 +73,30 @@ def test_bad_progress_files_get_a_code(payload, code):
     with pytest.raises(ProgressError) as info:
         Progress.from_json(payload)
     assert info.value.code == code
+
+
+def test_deep_or_huge_progress_files_are_refused_before_parsing():
+    header = '{"format": "dl-primer-progress", "version": 1, "lessons_read": '
+    for payload, code in [
+        (header + "[" * 100_000 + "]" * 100_000 + "}", "wrong_format"),  # json would recurse 100,000 deep
+        (header + '{"a": [[["x"]]]}}', "wrong_format"),  # one level more than a progress file has
+        (header + '{"a": ["' + "x" * 101 + '"]}}', "wrong_format"),  # an id of 101 characters
+        (header + json.dumps({"a": [f"l{i}" for i in range(6000)]}) + "}", "too_large"),
+    ]:
+        with pytest.raises(ProgressError) as info:
+            Progress.from_json(payload.encode())
+        assert info.value.code == code, payload[:80]
+    # brackets inside strings are text, not nesting
+    ok = Progress.from_json((header + '{"imaging": ["[[[[[[[[{{{{"]}, "answers": {}}').encode())
+    assert ok.lessons_read == {"imaging": {"[[[[[[[[{{{{"}}
+
+
+def test_scores_count_only_the_ids_the_app_has():
+    p = Progress()
+    p.mark_read("imaging", "hounsfield")
+    p.mark_read("imaging", "no_such_lesson")
+    p.record_answer("imaging", "q1", True)
+    p.record_answer("imaging", "gone", True)
+    assert p.lessons_done("imaging", ["hounsfield", "windowing"]) == 1
+    assert p.quiz_score("imaging", ["q1", "q2"]) == (1, 1)
+    assert p.quiz_score("imaging") == (2, 2)
