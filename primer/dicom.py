@@ -229,7 +229,9 @@ def _refuse_deflate_bomb(data: bytes, max_bytes: int) -> None:
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     inflated, rest = 0, data[meta_end:]
     try:
-        while rest and inflated <= max_bytes:
+        # stop at the stream's end too: bytes after it (pydicom pads to an even length) stay in
+        # unconsumed_tail for ever, and a loop on `rest` alone would never finish
+        while rest and not inflater.eof and inflated <= max_bytes:
             inflated += len(inflater.decompress(rest, 16 * 1024**2))
             rest = inflater.unconsumed_tail
     except zlib.error as exc:

@@ -745,6 +745,14 @@ def test_every_decoded_array_is_in_native_byte_order():
     assert seen_big_endian >= 3  # MR_small_bigendian, emri_small_big_endian, the _expb files
 
 
+def test_a_deflated_file_with_bytes_after_its_stream_still_opens():
+    """The bounded inflate stops at the end of the deflate stream: a padding byte after it (as
+    pydicom writes for an odd length) once kept it looping for ever."""
+    for extra in (b"", b"\0", b"\0" * 7):
+        img = read_dicom(hostile.deflate_bomb(64) + extra)
+        assert img.pixels.shape[-2:] == (8, 8)
+
+
 def test_a_deflated_file_that_inflates_past_the_limit_is_refused_early():
     """1 MB of Deflated Explicit VR that inflates to 1 GiB: refused after inflating just past the
     limit, with the file's size and the limit in the error, and far less memory than 1 GiB."""
@@ -756,7 +764,7 @@ def test_a_deflated_file_that_inflates_past_the_limit_is_refused_early():
     pydicom.filereader.read_preamble(fp, force=False)
     pydicom.filereader._read_file_meta_info(fp)
     inflater, inflated, rest = zlib.decompressobj(-zlib.MAX_WBITS), 0, data[fp.tell() :]
-    while rest:
+    while rest and not inflater.eof and inflated <= 1024**3:
         inflated += len(inflater.decompress(rest, 16 * 1024**2))
         rest = inflater.unconsumed_tail
     assert inflated > 1024**3
