@@ -25,7 +25,11 @@ BANNED = {
     "平均准确率": "平均精度（AP）",
     "真值": "参考标准",
 }
-ALLOWED_SENSITIVITY = ("遮挡敏感度", "衡量的是敏感度", "反映的是敏感度（梯度大小）")  # the method's name; a gradient's sensitivity
+ALLOWED_SENSITIVITY = (
+    "遮挡敏感度",
+    "衡量的是敏感度",
+    "反映的是敏感度（梯度大小）",
+)  # the method's name; a gradient's sensitivity
 BARE_WINDOW = re.compile(r"(?<![\d/.])[−-]?\d{2,4}/\d{2,4}(?![\d/])")
 
 
