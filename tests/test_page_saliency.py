@@ -173,7 +173,7 @@ def test_embedding_lab(page, default):
     names = {trace.get("name") for c in charts(page) for trace in c["data"]}
     assert {"Right", "Wrong"} <= names
     run(page.button_group(key="embedding.projection"), page, "tsne")
-    assert "t-SNE keeps neighbours together" in texts(page)
+    assert "t-SNE keeps near neighbours together" in texts(page)
     assert not page.number_input(key="embedding.seed").disabled
 
 
