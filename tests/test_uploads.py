@@ -38,12 +38,11 @@ def reader_outcome(path: str) -> str:
     return "image"
 
 
-def expected_on(uploader: str, expect: str) -> tuple[str, tuple[str, ...]]:
+def expected_on(expect: str) -> tuple[str, tuple[str, ...]]:
     """What a page owes a file the reader answers with `expect`: ("image", ()) or ("message", starts)."""
     if expect == "image":
         return "image", ()
-    starts = (message_start("imaging", expect),)
-    return "message", starts
+    return "message", (message_start("imaging", expect),)
 
 
 def check(uploader: str, name: str, outcome: hostile.Outcome, expect: str | None) -> str | None:
@@ -60,7 +59,7 @@ def check(uploader: str, name: str, outcome: hostile.Outcome, expect: str | None
         message_start("convolutions.upload", "image_too_small")
     ):
         return None  # a real image, smaller than the lab's kernels: a fair, translated answer
-    shown, starts = expected_on(uploader, expect)
+    shown, starts = expected_on(expect)
     if outcome.shown != shown:
         return f"{name}: expected {shown} ({expect}), page showed {outcome.shown}: {outcome.message[:120]!r}"
     if starts and not outcome.message.startswith(starts):
