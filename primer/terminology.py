@@ -37,7 +37,7 @@ from scipy import ndimage
 
 from primer.labstate import register_lab
 from primer.observer import ideal_observer, prewhitening_template
-from primer.synth import PhantomConfig, Phantoms, generate, known_signal, ske_variant
+from primer.synth import PhantomConfig, Phantoms, generate, known_signal, power_law_backgrounds, ske_variant
 
 if TYPE_CHECKING:  # torch is imported only when something trains or runs a model
     from primer.train import RunResult, TensorData, TrainLab
@@ -391,6 +391,25 @@ def feature_examples(contrast: float, beta: float, count: int = 4) -> Phantoms:
     """A few images of the features lab's task, lesions first (what the readers are judged on)."""
     phantoms = generate(feat_config(contrast, beta).replace(n=count, seed=7))
     return phantoms.subset(np.argsort(-phantoms.labels, kind="stable"))
+
+
+# The β picture: one background, four textures ----------------------------------------------
+
+BETA_PICTURE = (1.0, 2.0, 3.0, 4.0)  # white-ish to very smooth; the phantoms use 3
+
+
+def beta_backgrounds(betas=BETA_PICTURE, seed: int = 0, size: int | None = None) -> np.ndarray:
+    """The phantoms' background texture alone, once per β, (len(betas), size, size) float32.
+
+    Each image filters the same white noise (same seed), so only the power-law exponent differs
+    between panels: what β does to the texture, with the anatomy otherwise held fixed."""
+    config = base_config()
+    size = size or config.size
+    images = [
+        power_law_backgrounds(np.random.default_rng(seed), 1, size, float(beta), config.background_std)[0]
+        for beta in betas
+    ]
+    return np.stack(images)  # (len(betas), size, size)
 
 
 # Label noise ---------------------------------------------------------------------------------

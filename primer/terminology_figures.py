@@ -84,6 +84,7 @@ EN = {
     "cam_hit": "peak on lesion ✓",
     "cam_miss": "peak off lesion ✗",
     "value": "Value",
+    "beta_panel": "β = {beta:g}",
 }
 
 
@@ -291,6 +292,13 @@ def feature_examples(phantoms, words=None) -> go.Figure:
     w = _words(words)
     titles = [w["lesion"] if label == 1 else w["no_lesion"] for label in phantoms.labels]
     return image_grid(phantoms.images, titles, phantoms.masks, columns=2)
+
+
+def beta_backgrounds(images, betas, words=None) -> go.Figure:
+    """The same background texture at each β, side by side (each panel windowed alike, at its
+    own 1st and 99th percentiles, so what differs is the texture, not the brightness)."""
+    w = _words(words)
+    return image_grid(images, [w["beta_panel"].format(beta=beta) for beta in betas], columns=len(betas))
 
 
 # ---------------------------------------------------------------------------------------------

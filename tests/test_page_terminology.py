@@ -1,6 +1,7 @@
 """The terminology page in AppTest: every lab's controls move its numbers and figures, presets
 apply, bad URL values are snapped, and "recompute live" goes through the training queue."""
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -47,6 +48,16 @@ def test_page_opens_with_every_lab_and_no_error(at):
         "leak.images_per_patient",
     } <= keys
     assert charts(at) >= 12
+
+
+def test_beta_figure_shows_the_same_background_at_four_betas(at):
+    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    titles = [[a["text"] for a in spec["layout"].get("annotations", [])] for spec in specs]
+    figure = next(i for i, t in enumerate(titles) if "β = 1" in t)
+    assert titles[figure] == ["β = 1", "β = 2", "β = 3", "β = 4"]
+    images = [trace for trace in specs[figure]["data"] if trace["type"] == "image"]
+    assert len(images) == 4, "one image panel per β"
+    assert "four values of β" in captions(at)
 
 
 def test_tasks_lab_label_table_follows_the_lesion_count(at):

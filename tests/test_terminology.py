@@ -319,3 +319,26 @@ def test_image_grid_keeps_square_pixels_in_every_cell():
     fig = tf.image_grid(images, [str(i) for i in range(6)], columns=3)
     anchors = [fig.layout[f"yaxis{i if i > 1 else ''}"].scaleanchor for i in range(1, 7)]
     assert anchors == ["x", "x2", "x3", "x4", "x5", "x6"]
+
+
+@pytest.mark.parametrize("beta", term.BETA_PICTURE)
+def test_beta_backgrounds_have_a_power_spectrum_falling_as_one_over_f_to_the_beta(beta):
+    """The β picture's textures, checked from the outside: the radially averaged power spectrum
+    (numpy's FFT, averaged over 16 seeds) fitted on log-log axes has slope −β."""
+    size = 128
+    images = np.concatenate([term.beta_backgrounds((beta,), seed=seed, size=size) for seed in range(16)])
+    power = (np.abs(np.fft.fft2(images)) ** 2).mean(axis=0)  # (size, size)
+    k = np.fft.fftfreq(size) * size  # integer frequency indices
+    radius = np.rint(np.hypot(k[:, None], k[None, :])).astype(int)  # (size, size)
+    rings = np.arange(2, int(0.4 * size))  # skip DC and the lowest ring; stay below Nyquist corners
+    ring_power = np.array([power[radius == r].mean() for r in rings])
+    slope = np.polyfit(np.log(rings / size), np.log(ring_power), 1)[0]
+    assert slope == pytest.approx(-beta, abs=0.1)
+
+
+def test_beta_backgrounds_filter_the_same_white_noise():
+    """Same seed, different β: the panels differ only in their spectrum's exponent, so their
+    Fourier phases are identical."""
+    images = term.beta_backgrounds()
+    phases = np.angle(np.fft.fft2(images))  # (4, H, W)
+    assert np.allclose(np.exp(1j * phases[1:]), np.exp(1j * phases[0]), atol=1e-3)

@@ -20,6 +20,7 @@ task_example, feature_examples = cached(term.task_example), cached(term.feature_
 supervised, unsupervised = cached(term.supervised_example), cached(term.unsupervised_example)
 self_supervised, split_assignment = cached(term.self_supervised_example), cached(term.split_assignment)
 noisy_examples, leak_images = cached(term.noisy_label_examples), cached(term.leak_patient_images)
+beta_backgrounds = cached(term.beta_backgrounds)
 pct, f3 = "{:.0%}".format, "{:.3f}".format
 
 
@@ -302,6 +303,7 @@ tasks_lab()
 page.lesson("kinds")
 kinds_lab()
 page.lesson("learning")
+show(tf.beta_backgrounds(beta_backgrounds(), term.BETA_PICTURE, WORDS), "beta_caption")
 features_lab()
 page.lesson("parameters")
 page.lesson("data_size")
