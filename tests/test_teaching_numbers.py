@@ -115,3 +115,37 @@ def test_lung_window_export_numbers():
     both(q.explanation, "−1350", "+150", "6 HU")
     clipped_part, rest = q.options[1]["en"].split("and the rest")
     assert "for good" in clipped_part and "for good" not in rest  # only what was clipped is gone
+
+
+def lesson(chapter: str, section: str) -> dict:
+    """One lesson section's text in both languages, line breaks folded into spaces."""
+    return {lang: " ".join(content.lesson(chapter, section, lang).body.split()) for lang in ("en", "zh")}
+
+
+def test_terminology_parameter_counts():
+    """The features lab's CNN counted by hand, layer by layer; DenseNet-121 with CheXNet's 14
+    outputs counted by torchvision."""
+    import torchvision
+
+    import models
+
+    channels = [(1, 8), (8, 8), (8, 16), (16, 16), (16, 32), (32, 32)]  # 3×3 convs, no bias, then BN
+    by_hand = sum(9 * c_in * c_out + 2 * c_out for c_in, c_out in channels) + 32 * 2 + 2  # + linear head
+    built = models.build("plain_cnn", seed=0, in_channels=1, num_classes=2, width=8, dropout=0.0)
+    assert by_hand == sum(p.numel() for p in built.parameters()) == 18_218
+    text = lesson("terminology", "parameters")
+    both(text, "18,218")
+    densenet = sum(p.numel() for p in torchvision.models.densenet121(weights=None, num_classes=14).parameters())
+    assert round(densenet / 1e6) == 7  # 6,968,206
+    assert "about 7 million" in text["en"] and "约有 700 万" in text["zh"]
+
+
+def test_missed_lesions_preset_sensitivity():
+    """40% of lesions labelled normal: the stored runs' sensitivity at 0.5 is about four in ten."""
+    from primer import terminology as term
+
+    missed = term.noise_summary(term.load_points("noise")["points"], "missed")
+    sensitivity = missed["sensitivity"][missed["rate"].index(0.4)]
+    assert round(sensitivity, 1) == 0.4
+    note = preset("terminology", "noise", "missed40").commentary
+    assert "about four lesions in ten" in note["en"] and "十分之四" in note["zh"]
