@@ -149,3 +149,59 @@ def test_missed_lesions_preset_sensitivity():
     assert round(sensitivity, 1) == 0.4
     note = preset("terminology", "noise", "missed40").commentary
     assert "about four lesions in ten" in note["en"] and "十分之四" in note["zh"]
+
+
+def test_ct_slice_output_sizes_in_the_geometry_lesson():
+    """512×512 through a 3×3 kernel: torch's own convolution gives 510, 512 and 256."""
+    slice_ = torch.zeros(1, 1, 512, 512)
+    kernel = torch.ones(1, 1, 3, 3)
+    widths = [
+        torch.nn.functional.conv2d(slice_, kernel, padding=p, stride=s).shape[-1] for p, s in ((0, 1), (1, 1), (1, 2))
+    ]
+    assert widths == [510, 512, 256]
+    text = lesson("convolutions", "geometry")
+    assert "510 pixels wide without padding, 512 with padding 1, and 256 with padding 1 and stride 2" in text["en"]
+    assert "不填充时输出宽 510 个像素，填充 1 时为 512，填充 1 且步幅为 2 时为 256" in text["zh"]
+
+
+def test_four_poolings_make_one_pixel_sixteen_wide():
+    """Four 2×2 max pools: 512 → 32, so one map pixel covers 16 input pixels (1.6 mm at 0.1 mm)."""
+    x = torch.zeros(1, 1, 512, 512)
+    for _ in range(4):
+        x = torch.nn.functional.max_pool2d(x, 2)
+    assert 512 // x.shape[-1] == 16
+    text = lesson("convolutions", "pooling")
+    both(text, "16×16", f"{16 * 0.1:.1f} mm")
+
+
+def gradient_receptive_field(layers: str, size: int) -> int:
+    """Width of the input region that reaches the centre output pixel, found by backpropagation
+    through real torch layers (average pooling stands in for max pooling: same geometry, and every
+    input under the window gets a gradient)."""
+    import re
+
+    stack = []
+    for token in layers.split(","):
+        kind, k, s, d = re.fullmatch(r"([cp])(\d+)(?:s(\d+))?(?:d(\d+))?", token).groups()
+        k, d = int(k), int(d or 1)
+        if kind == "c":
+            conv = torch.nn.Conv2d(1, 1, k, stride=int(s or 1), padding=d * (k - 1) // 2, dilation=d, bias=False)
+            torch.nn.init.ones_(conv.weight)
+            stack.append(conv)
+        else:
+            stack.append(torch.nn.AvgPool2d(k, stride=int(s or k)))
+    x = torch.ones(1, 1, size, size, requires_grad=True)
+    out = torch.nn.Sequential(*stack)(x)
+    out[0, 0, out.shape[-2] // 2, out.shape[-1] // 2].backward()
+    columns = np.flatnonzero(x.grad[0, 0].abs().sum(0).numpy() > 0)
+    return int(columns[-1] - columns[0] + 1)
+
+
+def test_receptive_field_presets_match_backpropagation():
+    rf = {p.id: p for p in load_presets("convolutions")["rf"]}
+    expected = {"default_model": "36×36", "plain_stack": "13×13", "dilated_stack": "31×31", "alexnet_like": "195"}
+    for pid, needle in expected.items():
+        width = gradient_receptive_field(rf[pid].values["layers"], size=512)
+        assert needle.startswith(str(width)), (pid, width)
+        both(rf[pid].commentary, needle)
+    assert 36 / 64 > 0.5 and "more than half the width" in rf["default_model"].commentary["en"]
