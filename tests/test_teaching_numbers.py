@@ -122,9 +122,9 @@ def lesson(chapter: str, section: str) -> dict:
     return {lang: " ".join(content.lesson(chapter, section, lang).body.split()) for lang in ("en", "zh")}
 
 
-def test_terminology_parameter_counts():
+def test_parameter_counts_in_the_lessons():
     """The features lab's CNN counted by hand, layer by layer; DenseNet-121 with CheXNet's 14
-    outputs counted by torchvision."""
+    outputs (quoted in the terminology and training chapters) counted by torchvision."""
     import torchvision
 
     import models
@@ -138,6 +138,8 @@ def test_terminology_parameter_counts():
     densenet = sum(p.numel() for p in torchvision.models.densenet121(weights=None, num_classes=14).parameters())
     assert round(densenet / 1e6) == 7  # 6,968,206
     assert "about 7 million" in text["en"] and "约有 700 万" in text["zh"]
+    text = lesson("training", "gradient_descent")
+    assert "7 million weights" in text["en"] and "约 700 万个权重" in text["zh"]
 
 
 def test_missed_lesions_preset_sensitivity():
