@@ -207,3 +207,52 @@ def test_receptive_field_presets_match_backpropagation():
         assert needle.startswith(str(width)), (pid, width)
         both(rf[pid].commentary, needle)
     assert 36 / 64 > 0.5 and "more than half the width" in rf["default_model"].commentary["en"]
+
+
+def test_architecture_chapter_counts():
+    """Weights, FLOPs, conv layers and gradient spreads the architectures chapter quotes, from the
+    registered models (torch's parameter and FLOP counters) and SE blocks counted by hand."""
+    import models
+    from primer import architectures as arch
+
+    se_net = models.build("se_resnet", seed=0, width=8)
+    se_blocks = [m for m in se_net.modules() if type(m).__name__ == "SqueezeExcitation"]
+    by_hand = [2 * c * (c // 4) + c // 4 + c for c in (8, 16, 32)]  # C → C/4 → C, with biases
+    assert [sum(p.numel() for p in m.parameters()) for m in se_blocks] == by_hand == [42, 148, 552]
+    both(lesson("architectures", "efficiency_attention"), "42", "552")
+
+    (plain_params, plain_flops), (sep_params, sep_flops) = (
+        arch.model_size(n, 8) for n in ("plain_cnn", "separable_cnn")
+    )
+    assert round(plain_params / sep_params) == 5 and round(plain_flops / sep_flops) == 4
+    note = preset("architectures", "blocks", "separable").commentary
+    assert "a fifth of its parameters and a quarter of its FLOPs" in note["en"] and "五分之一" in note["zh"]
+    deep_flops = arch.model_size("plain_deep", 8)[1]
+    assert 5 < deep_flops / plain_flops < 6
+    note = preset("architectures", "blocks", "deep_plain").commentary
+    assert "more than five times the FLOPs" in note["en"] and "五倍多" in note["zh"]
+    assert arch.receptive_field(models.build("plain_deep", seed=0, width=8)) == 122
+    both(note, "122")
+
+    shallow = arch.conv_layer_count(models.build("plain_cnn", seed=0, width=8))
+    assert shallow == 6 and arch.conv_layer_count(models.build("plain_deep", seed=0, width=8)) == 25
+    strings = content_strings("architectures")
+    assert "The plain CNN (6 conv layers)" in strings["degrade.train_help"]["en"]
+    assert "6 个卷积层" in strings["degrade.train_help"]["zh"]
+
+    spread = {}
+    for blocks in (4, 8):
+        for name in arch.DEEP:
+            grads = np.array(arch.gradient_flow(name, blocks).grad_norm)
+            spread[name, blocks] = grads.max() / grads.min()
+    assert round(spread["plain_deep", 4], -1) == 180 and round(spread["plain_deep", 8], -2) == 7600
+    assert round(spread["resnet_deep", 4], -1) == round(spread["resnet_deep", 8], -1) == 60
+    text = lesson("architectures", "degradation")
+    assert "about 60-fold at both 25 and 49 layers, against about 180-fold and 7,600-fold" in text["en"]
+    assert "约为 60 倍" in text["zh"] and "180 倍和 7,600 倍" in text["zh"]
+
+
+def content_strings(chapter: str) -> dict:
+    import yaml
+
+    return yaml.safe_load((LESSONS / chapter / "strings.yaml").read_text(encoding="utf-8"))
