@@ -167,29 +167,14 @@ def extval_results(page, lab: ExternalValidationLab, job) -> None:
     with left:
         items = [
             {"name": t("extval.internal"), "auc": i.auc.auc, "low": i.auc.low, "high": i.auc.high,
-             "color": metrics_figures.MODEL_COLOR},
+             "color": metrics_figures.OTHER_COLOR},  # the reliability diagram's colours: A orange, B blue
             {"name": t("extval.external"), "auc": e.auc.auc, "low": e.auc.low, "high": e.auc.high,
-             "color": metrics_figures.OTHER_COLOR},
+             "color": metrics_figures.MODEL_COLOR},
         ]  # fmt: skip
         ui.figure(
             metrics_figures.auc_comparison_figure(items, words={"auc": t("extval.auc_axis")}),
             key="training.extval.aucs",
         )
-        rows = [
-            {
-                t("extval.col.site"): t(f"extval.{name}"),
-                t("extval.col.n"): f"{r.n} ({r.positives})",
-                t("extval.col.sens"): f"{r.sensitivity:.1%}",
-                t("extval.col.spec"): f"{r.specificity:.1%}",
-                t("extval.col.ppv"): f"{r.ppv:.1%}",
-                t("extval.col.predicted"): f"{r.mean_predicted:.1%}",
-                t("extval.col.observed"): f"{r.observed:.1%}",
-                t("extval.col.ece"): f"{r.ece:.3f}",
-            }
-            for name, r in (("internal", i), ("external", e))
-        ]
-        st.dataframe(rows, hide_index=True, width="stretch")
-        st.caption(t("extval.table_caption"))
     with right:
         words = {
             "before": t("extval.internal"),
@@ -200,6 +185,21 @@ def extval_results(page, lab: ExternalValidationLab, job) -> None:
             "count": t("extval.count_axis"),
         }
         ui.figure(metrics_figures.reliability_figure(i.bins, e.bins, words=words), key="training.extval.reliability")
+    rows = [
+        {
+            t("extval.col.site"): t(f"extval.{name}"),
+            t("extval.col.n"): f"{r.n} ({r.positives})",
+            t("extval.col.sens"): f"{r.sensitivity:.1%}",
+            t("extval.col.spec"): f"{r.specificity:.1%}",
+            t("extval.col.ppv"): f"{r.ppv:.1%}",
+            t("extval.col.predicted"): f"{r.mean_predicted:.1%}",
+            t("extval.col.observed"): f"{r.observed:.1%}",
+            t("extval.col.ece"): f"{r.ece:.3f}",
+        }
+        for name, r in (("internal", i), ("external", e))
+    ]
+    st.dataframe(rows, hide_index=True, width="stretch")
+    st.caption(t("extval.table_caption"))
     st.markdown(" ".join(t(key, **values) for key, values in val.explain(report)))
 
 
@@ -292,7 +292,7 @@ def ensemble_results(page, lab: EnsembleLab, members: list) -> None:
         "member_tta": t("ensemble.fig.member_tta"),
         "ensemble": t("ensemble.fig.ensemble"),
         "k": t("ensemble.fig.k"),
-        "auc": t("extval.auc_axis"),
+        "auc": t("ensemble.fig.auc"),
         "right": t("ensemble.fig.right"),
         "wrong": t("ensemble.fig.wrong"),
         "spread": t("ensemble.fig.spread"),
@@ -308,6 +308,8 @@ def ensemble_results(page, lab: EnsembleLab, members: list) -> None:
             sentence = t("ensemble.caption_one", **values)
         elif test.p_value < 0.05 and test.difference > 0:
             sentence = t("ensemble.caption_better", **values)
+        elif test.p_value < 0.05:
+            sentence = t("ensemble.caption_worse", **values)
         else:
             sentence = t("ensemble.caption_same", **values)
         tta_gain = report.member_tta_aucs[0] - report.member_aucs[0]
@@ -329,4 +331,6 @@ def ensemble_results(page, lab: EnsembleLab, members: list) -> None:
                         auc=report.spread_auc,
                         errors=int((~report.correct).sum()),
                     )
+                    + " "
+                    + t("ensemble.spread_flags" if report.spread_auc >= 0.6 else "ensemble.spread_no_flag")
                 )
