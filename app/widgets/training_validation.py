@@ -37,6 +37,11 @@ def progress_line(page, job, name: str) -> None:
         st.error(page.t("status.failed", error=job.error))
     elif job.state == "stopped":
         st.warning(page.t("val.stopped", name=name))
+    elif job.state == "done":
+        done = page.t(
+            "status.done", epochs=len(job.epochs), seconds=f"{job.elapsed():.1f}", waited=f"{job.waited():.1f}"
+        )
+        st.caption(f"{name}: {done}")
 
 
 def stop(jobs) -> None:
