@@ -4,9 +4,11 @@
 - training throughput (FLOPs from torch.utils.flop_counter) as a fraction of this machine's
   float32 matrix-multiply peak measured in the same run (budget ≥ 35%);
 - the CNN's test AUC over the exact ideal observer's AUC on the signal-known-exactly variant of
-  the task (goal ≥ 0.97), at the default contrast and at a harder one.
+  the task (goal ≥ 0.97), at the default contrast and at a harder one;
+- the default run of the external-validation and the ensemble labs, end to end (budget ≤ 30 s
+  each), and how long a site-B control takes to answer once site A has trained.
 
-Usage: .venv/bin/python -m bench.training [--threads 2]
+Usage: .venv/bin/python -m bench.training [--threads 2] [--labs-only]
 """
 
 from __future__ import annotations
@@ -80,8 +82,12 @@ def time_to_auc(lab: TrainLab, target: float = 0.95) -> tuple[float | None, list
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--labs-only", action="store_true", help="only the validation labs' default runs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.labs_only:
+        validation_labs()
+        return
     lab = TrainLab()
 
     peak = matmul_peak()
@@ -107,6 +113,40 @@ def main() -> None:
         print(
             f"SKE variant, contrast {contrast}: CNN test AUC {result.test_auc:.4f}, ideal observer {io:.4f}, ratio {result.test_auc / io:.3f}  (goal >= 0.97)"
         )
+    validation_labs()
+
+
+def validation_labs() -> None:
+    """The default runs of the external-validation and ensemble labs, data generation included."""
+    from primer import validation as val
+
+    lab = val.ExternalValidationLab()
+    start = time.perf_counter()
+    site_a = val.train_site_a(lab)
+    report = val.compare_sites(site_a, val.site_b_data(lab, site_a), lab.site_b())
+    total = time.perf_counter() - start
+    moved = dataclasses.replace(lab, b_prevalence=0.1)
+    start = time.perf_counter()
+    val.compare_sites(site_a, val.site_b_data(moved, site_a), moved.site_b())
+    answer = time.perf_counter() - start
+    i, e = report.internal, report.external
+    print(
+        f"external validation, default run: {total:.1f} s end to end ({site_a.seconds:.1f} s training)  (budget <= 30 s);"
+        f" internal AUC {i.auc.auc:.3f}, external {e.auc.auc:.3f}"
+    )
+    print(f"external validation, a site-B control moved after training: {answer:.2f} s (no retraining)")
+
+    ens = val.EnsembleLab()
+    start = time.perf_counter()
+    members = [val.train_member(ens, k) for k in range(ens.num_models)]
+    result = val.ensemble_report(members, val.ensemble_splits(ens.num_images, ens.seed).test.y.numpy())
+    total = time.perf_counter() - start
+    each = ", ".join(f"{m.seconds:.1f}" for m in members)
+    print(
+        f"ensemble, default run ({ens.num_models} members): {total:.1f} s end to end (training per member: {each} s)"
+        f"  (budget <= 30 s); members' AUC {min(result.member_aucs):.3f}-{max(result.member_aucs):.3f},"
+        f" ensemble {result.ensemble_auc:.3f}, with TTA {result.ensemble_tta_auc:.3f}"
+    )
 
 
 if __name__ == "__main__":

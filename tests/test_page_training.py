@@ -105,3 +105,68 @@ def test_own_data_upload_good_and_bad():
     assert any("24 images" in s.value for s in at.success)
     at.toggle(key="training.use_own").set_value(True).run()
     assert_no_exception(at)
+
+
+EXTVAL_TINY = {"extval.num_images": "500", "extval.num_epochs": "1", "extval.b_images": "300"}
+ENSEMBLE_TINY = {"ensemble.num_models": "2", "ensemble.num_images": "500", "ensemble.num_epochs": "1",
+                 "ensemble.width": "4"}  # fmt: skip
+
+
+def wait_for(jobs, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(job.finished for job in jobs):
+            return
+        time.sleep(0.2)
+    raise AssertionError("training did not finish")
+
+
+def test_validation_labs_render_with_their_controls():
+    at = run_page(PAGE)
+    assert_no_exception(at)
+    keys = {w.key for w in (*at.slider, *at.select_slider, *at.number_input) if w.key}
+    assert {"extval.b_noise", "extval.b_scale", "extval.b_prevalence", "ensemble.num_models"} <= keys
+    assert {"training.extval.train", "training.ensemble.train"} <= {b.key for b in at.button}
+    body = texts(at)
+    assert "site A" in body and "test-time augmentation" in body.lower()
+
+
+def test_external_validation_trains_once_and_scores_both_sites():
+    at = run_page(PAGE, query=EXTVAL_TINY)
+    at.button(key="training.extval.train").click().run()
+    assert_no_exception(at)
+    job = at.session_state["training.extval.job"]
+    wait_for([job])
+    assert job.state == "done", job.error
+    at.run()
+    assert_no_exception(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert 0.0 <= float(metrics["Internal AUC (site A)"]) <= 1.0
+    assert 0.0 <= float(metrics["External AUC (site B)"]) <= 1.0
+    body = texts(at)
+    assert "AUC" in body and "site B" in body and "Calibration" in body
+    charts = len(at.get("plotly_chart"))
+    # a site-B control answers without retraining: the same job, new numbers
+    at.slider(key="extval.b_prevalence").set_value(0.1).run()
+    assert_no_exception(at)
+    assert at.session_state["training.extval.job"] is job
+    assert "prevalence differs" in texts(at)
+    assert len(at.get("plotly_chart")) == charts
+
+
+def test_ensemble_trains_each_member_and_draws_the_results():
+    at = run_page(PAGE, query=ENSEMBLE_TINY)
+    at.button(key="training.ensemble.train").click().run()
+    assert_no_exception(at)
+    jobs = at.session_state["training.ensemble.jobs"]
+    assert len(jobs) == 2
+    wait_for(jobs)
+    assert all(job.state == "done" for job in jobs), [job.error for job in jobs]
+    at.run()
+    assert_no_exception(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert 0.0 <= float(metrics["Ensemble of 2"]) <= 1.0
+    assert "Model 1 with TTA" in metrics
+    body = texts(at)
+    assert "TTA changes model 1's AUC" in body
+    assert "Wrong calls" in body or "called every test image right" in body

@@ -4,6 +4,7 @@ import streamlit as st
 
 from app import ui
 from app.widgets import training_panel as panel
+from app.widgets import training_validation as validation
 from primer.train import TrainLab
 
 page = ui.ChapterPage("training")
@@ -34,6 +35,8 @@ state = page.lab(TrainLab).state()  # cross-validation runs the lab's current se
 if not ui.presenting():
     panel.own_data_panel(page)
     panel.cross_validation_panel(page, state)
+    validation.external_validation_lab(page)
+    validation.ensemble_lab(page)
     st.header(page.t("lessons"))
     for lesson_id in (
         "loss",
@@ -46,6 +49,8 @@ if not ui.presenting():
         "transfer_learning",
         "splits",
         "cross_validation",
+        "external_validation",
+        "ensembles_tta",
     ):
         page.lesson(lesson_id, expanded=False)
 page.quiz()
