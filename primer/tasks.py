@@ -15,7 +15,8 @@ head and a loss on top of convolutional features:
 - detection: a centre heatmap trained with the focal loss, and four edge distances trained
   with a box loss (GIoU + L1) at the cells near each centre; decoded by thresholding the
   heatmap and non-maximum suppression;
-- semantic segmentation: a U-Net's per-pixel logit, trained with binary cross-entropy + Dice;
+- semantic segmentation: a per-pixel logit from a U-Net (pool, upsample, skips) or a dilated
+  segmenter (no pooling, DeepLab-style dilations), trained with cross-entropy, Dice or both;
 - instance segmentation: the semantic mask split into connected components (one colour per
   lesion), or a two-stage Mask R-CNN that draws a mask inside each detected box.
 

@@ -197,6 +197,18 @@ def test_four_tasks_after_training_show_nms_steps_and_the_unet(finished_jobs):
     assert "Semantic segmentation: Dice" not in figure_text(at, "tasks.four"), "other settings need training"
 
 
+def test_job_keys_follow_what_each_training_reads():
+    base = FourTaskLab()
+    keys = {
+        arch_tasks.seg_key(FourTaskLab(segmenter=s, seg_loss=x)) for s in ("unet", "dilated") for x in ("ce", "dice")
+    }
+    assert len(keys) == 4 and arch_tasks.seg_key(base) not in keys
+    assert arch_tasks.seg_key(FourTaskLab(skips=False)) != arch_tasks.seg_key(base)
+    dilated = FourTaskLab(segmenter="dilated")
+    assert arch_tasks.seg_key(dilated) == arch_tasks.seg_key(replace(dilated, skips=False)), "no skips to toggle"
+    assert arch_tasks.det_key(FourTaskLab(segmenter="dilated", seg_loss="ce", proposals=50)) == arch_tasks.det_key(base)
+
+
 def test_one_stage_vs_two_stage_panel_needs_no_training_for_the_two_stage_side(page):
     stages = figure_text(page, "tasks.stages")
     assert "RPN: best 10 of" in stages and "Stage 2:" in stages and "One-stage: cells" in stages
