@@ -511,3 +511,10 @@ def test_two_stage_ap_equals_an_independent_computation(two_stage, small_data):
     found = tasks.two_stage_predict(two_stage, part.x)
     expected = voc_ap_by_hand([(f.boxes, f.scores) for f in found], [b.astype(np.float64) for b in part.boxes])
     assert tasks.two_stage_pr(two_stage, part, batch=5).average_precision == pytest.approx(expected, abs=1e-9)
+
+
+def test_two_stage_ap_on_the_default_test_set_is_the_recorded_one(two_stage):
+    """The page shows the checkpoint's recorded AP for the default setting: the same figure."""
+    _, test = tasks.cached_task_data(tasks.task_config())
+    _, raw = tasks.load_two_stage()
+    assert tasks.two_stage_pr(two_stage, test).average_precision == pytest.approx(raw["metrics"]["box_ap50"], abs=0.005)

@@ -91,9 +91,14 @@ def fixed_views(contrast: float, max_lesions: int, seed: int, image: int) -> dic
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def two_stage_ap(contrast: float, max_lesions: int, seed: int) -> tuple[float, int]:
-    """The shipped two-stage model's box AP@0.5 on this setting's whole test set (no training)."""
-    _, test = tasks.cached_task_data(tasks.task_config(contrast, max_lesions, seed))
-    model, _ = two_stage()
+    """The shipped two-stage model's box AP@0.5 on this setting's whole test set (no training).
+    On the default setting it is the figure the checkpoint records, computed by the same code
+    on the same images (a test checks they agree), so the first view of the page stays fast."""
+    config = tasks.task_config(contrast, max_lesions, seed)
+    model, shipped = two_stage()
+    _, test = tasks.cached_task_data(config)
+    if config == tasks.task_config():
+        return float(shipped["metrics"]["box_ap50"]), len(test)
     return tasks.two_stage_pr(model, test).average_precision, len(test)
 
 
