@@ -4,7 +4,10 @@
 - the live one-stage detector reaches AP@0.5 ≥ 0.8 within 60 s of training;
 - the race of three classification models (the race lab's default) finishes within 60 s;
 - for the record: the generative models' training times, the shipped two-stage model's metrics,
-  and the page's script time for a slider change (AppTest, server side; no browser).
+  and the page's script time for a slider change (AppTest, server side; no browser);
+- the four-tasks lab's segmenter choices: the dilated segmenter's default run beside the
+  U-Net's, each loss's Dice and unsure share, and the time to evaluate the two-stage model's
+  box AP on the whole test set (what the page computes, once per setting, without training).
 
 Usage: .venv/bin/python -m bench.architectures [--threads 2] [--skip-page]
 Timings depend on what else the machine runs: the load average is printed with them.
@@ -51,6 +54,42 @@ def bench_tasks() -> None:
             f"{name}: {metric} ≥ 0.8 after {when} of training ({verdict}, budget 60 s); "
             f"final {metric} {history[-1].score:.3f} after {history[-1].seconds:.1f} s; per epoch: {scores}"
         )
+
+
+SEGMENTER_RUNS = ("unet:dice_ce", "dilated:dice_ce", "unet:ce", "unet:dice")
+
+
+def bench_segmenters(runs=SEGMENTER_RUNS) -> None:
+    """The lab's segmenter options on the default data: default run time, Dice, what the loss does."""
+    from primer import tasks
+
+    train, test = tasks.task_data(tasks.task_config())
+    config = tasks.TaskTrainConfig()
+    for segmenter, loss in (run.split(":") for run in runs):
+        model, history = tasks.train_segmenter(train, test, config, segmenter=segmenter, loss=loss)
+        r = tasks.segmentation_report(model, test)
+        print(
+            f"segmenter {segmenter} + {loss}: {history[-1].seconds:.1f} s for {len(history)} epochs; "
+            f"Dice {r.dice:.3f}, per image {r.image_dice:.3f}, smallest third {r.small_dice:.3f}, "
+            f"largest third {r.large_dice:.3f}; unsure (0.1<p<0.9) {r.uncertain:.1%} of all pixels, "
+            f"{r.lesion_uncertain:.1%} on lesions + border; receptive field {tasks.segmenter_receptive_field(model)} px"
+        )
+
+
+def bench_two_stage_ap() -> None:
+    from primer import tasks
+
+    model, _ = tasks.load_two_stage()
+    _, test = tasks.task_data(tasks.task_config())
+    start = time.perf_counter()
+    pr = tasks.two_stage_pr(model, test)
+    seconds = time.perf_counter() - start
+    shape = tasks.two_stage_anatomy(model)
+    print(
+        f"two-stage box AP@0.5 on the {len(test)} default test images: {pr.average_precision:.3f} in {seconds:.1f} s "
+        f"(page: once per setting, cached); RPN: {shape.anchors_per_image} anchors per image, "
+        f"{shape.post_nms_top_n} proposals, feature pyramid: {shape.has_fpn}"
+    )
 
 
 def bench_race() -> None:
@@ -115,10 +154,21 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-page", action="store_true")
+    parser.add_argument("--only-tasks", action="store_true", help="the four-tasks lab's figures only")
+    parser.add_argument("--runs", nargs="*", default=SEGMENTER_RUNS, help="segmenter:loss runs, e.g. dilated:dice_ce")
+    parser.add_argument("--skip-two-stage-ap", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"torch threads {args.threads}; {load()}")
+    if args.only_tasks:
+        bench_segmenters(args.runs)
+        if not args.skip_two_stage_ap:
+            bench_two_stage_ap()
+        print(f"done; {load()}")
+        return
     bench_tasks()
+    bench_segmenters()
+    bench_two_stage_ap()
     bench_race()
     bench_generative()
     bench_two_stage()

@@ -77,3 +77,78 @@ def unet_small(
     in_channels: int = 1, out_channels: int = 1, width: int = 8, levels: int = 3, skips: bool = True
 ) -> UNet:
     return UNet(in_channels, out_channels, width, levels, skips)
+
+
+# ---------------------------------------------------------------------------------------------
+# A dilated (atrous) segmenter: context without pooling, DeepLab's idea at lab size
+
+
+class DilatedSegmenter(nn.Module):
+    """Full resolution throughout: a 3×3 stem, then 3×3 convolutions whose dilation doubles
+    (1, 2, 4, 8: a 3×3 kernel with gaps of d − 1 pixels between its taps), then a small
+    atrous spatial pyramid (ASPP): parallel 1×1 and dilated 3×3 branches whose outputs are
+    concatenated and mixed by a 1×1 convolution into one logit per pixel.
+
+    No layer pools or strides, so nothing needs to be upsampled and no position is thrown away;
+    the receptive field still grows quickly, because each dilated layer adds 2·d pixels:
+    3 (stem) + 2·(1 + 2 + 4 + 8) = 33 px after the body, + 2·max(rates) in the pyramid."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        width: int = 16,
+        dilations: tuple[int, ...] = (1, 2, 4, 8),
+        aspp_rates: tuple[int, ...] = (2, 4),
+    ):
+        super().__init__()
+        self.dilations = tuple(dilations)
+        self.aspp_rates = tuple(aspp_rates)
+        self.stem = atrous_conv_bn_relu(in_channels, width)
+        self.body = nn.Sequential(*(atrous_conv_bn_relu(width, width, dilation=d) for d in self.dilations))
+        branches = [atrous_conv_bn_relu(width, width, kernel=1)]
+        branches += [atrous_conv_bn_relu(width, width, dilation=r) for r in self.aspp_rates]
+        self.aspp = nn.ModuleList(branches)
+        self.project = atrous_conv_bn_relu(width * len(branches), width, kernel=1)
+        self.out = nn.Conv2d(width, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.body(self.stem(x))  # (N, width, H, W): never smaller than the input
+        x = torch.cat([branch(x) for branch in self.aspp], dim=1)  # (N, width·branches, H, W)
+        return self.out(self.project(x))  # (N, out_channels, H, W) logits
+
+    def layer_geometry(self) -> list[tuple]:
+        """The path that reaches farthest, as (kind, kernel, stride, dilation, padding) rows for
+        `primer.conv.receptive_field`: stem, body, the widest pyramid branch, the 1×1 layers."""
+        widest = max(self.aspp_rates, default=0)
+        rows = [("conv", 3, 1, 1, 1)] + [("conv", 3, 1, d, d) for d in self.dilations]
+        rows += [("conv", 3, 1, widest, widest)] if widest else [("conv", 1, 1, 1, 0)]
+        return rows + [("conv", 1, 1, 1, 0), ("conv", 1, 1, 1, 0)]
+
+
+def atrous_conv_bn_relu(c_in: int, c_out: int, kernel: int = 3, dilation: int = 1) -> nn.Sequential:
+    """A k×k conv with dilation d (padding d·(k − 1)/2 keeps the size), BatchNorm, ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, padding=dilation * (kernel - 1) // 2, dilation=dilation, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(),
+    )
+
+
+@register(
+    "dilated_segmenter",
+    family="segmenter",
+    title={"en": "Dilated-convolution segmenter (DeepLab-like)", "zh": "空洞卷积分割网络（DeepLab 式）"},
+    description={
+        "en": "No pooling: 3×3 convolutions with dilation 1, 2, 4, 8 and a small atrous spatial pyramid widen the view while every layer keeps the full resolution.",
+        "zh": "不做池化：扩张率为 1、2、4、8 的 3×3 空洞卷积和一个小型空洞空间金字塔池化模块扩大视野，同时每一层都保持全分辨率。",
+    },
+)
+def dilated_segmenter(
+    in_channels: int = 1,
+    out_channels: int = 1,
+    width: int = 16,
+    dilations: tuple[int, ...] = (1, 2, 4, 8),
+    aspp_rates: tuple[int, ...] = (2, 4),
+) -> DilatedSegmenter:
+    return DilatedSegmenter(in_channels, out_channels, width, tuple(dilations), tuple(aspp_rates))

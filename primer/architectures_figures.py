@@ -545,3 +545,56 @@ def hot(values: np.ndarray) -> np.ndarray:
     threshold of the mask, is pure red."""
     v = np.clip(np.asarray(values, dtype=np.float64), 0, 1)
     return np.stack([np.clip(2 * v, 0, 1), np.clip(2 * v - 1, 0, 1), np.clip(4 * v - 3, 0, 1)], axis=-1)
+
+
+def one_vs_two_stage_row(
+    image: np.ndarray,
+    truth_boxes: np.ndarray,
+    proposals: np.ndarray,
+    rcnn_boxes: np.ndarray,
+    rcnn_scores: np.ndarray,
+    cand_boxes: np.ndarray | None,
+    kept_boxes: np.ndarray | None,
+    kept_scores: np.ndarray | None,
+    titles: Sequence[str],
+    missing: str,
+) -> go.Figure:
+    """Two detectors on one image. Two-stage: the RPN's top proposals (amber, thin), then the
+    second stage's final boxes (red, with score). One-stage: every cell's candidate (amber),
+    then what NMS keeps (red); `None` for the one-stage panels until it is trained."""
+    base = rgb(to_grey(image))
+    truth = [{"box": b, "color": TRUTH_COLOR, "dash": "dash", "width": 1.5} for b in truth_boxes]
+    thin = [{"box": b, "color": CANDIDATE_COLOR, "width": 1} for b in proposals]
+    final = [{"box": b, "color": PRED_COLOR, "label": f"{s:.2f}"} for b, s in zip(rcnn_boxes, rcnn_scores, strict=True)]
+    boxes = [truth + thin, truth + final]
+    notes: list[list[dict]] = [[], []]
+    if cand_boxes is None or kept_boxes is None or kept_scores is None:
+        note = dict(x=image.shape[1] / 2, y=image.shape[0] * 0.92, text=missing, showarrow=False)
+        note.update(font=dict(color="white", size=13), bgcolor="rgba(0,0,0,0.6)")
+        boxes += [truth, truth]
+        notes += [[note], [note]]
+    else:
+        boxes.append(truth + [{"box": b, "color": CANDIDATE_COLOR, "width": 1} for b in cand_boxes])
+        boxes.append(
+            truth
+            + [
+                {"box": b, "color": PRED_COLOR, "label": f"{s:.2f}"}
+                for b, s in zip(kept_boxes, kept_scores, strict=True)
+            ]
+        )
+        notes += [[], []]
+    return image_row([base] * 4, titles, boxes, notes)
+
+
+def anchors_panel(
+    image: np.ndarray, anchors: np.ndarray, centre: tuple[float, float], labels: Sequence[str], title: str
+):
+    """The anchor boxes a region proposal network scores at one position, drawn on the image in
+    distinct colours (one per anchor), with the position marked."""
+    base = rgb(to_grey(image))
+    drawn = [
+        {"box": b, "color": PALETTE[k % len(PALETTE)], "label": label, "width": 2}
+        for k, (b, label) in enumerate(zip(anchors, labels, strict=True))
+    ]
+    mark = dict(x=centre[1], y=centre[0], text="✚", showarrow=False, font=dict(color="#ffeb3b", size=14))
+    return image_row([base], [title], [drawn], [[mark]], height=360)

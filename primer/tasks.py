@@ -15,7 +15,8 @@ head and a loss on top of convolutional features:
 - detection: a centre heatmap trained with the focal loss, and four edge distances trained
   with a box loss (GIoU + L1) at the cells near each centre; decoded by thresholding the
   heatmap and non-maximum suppression;
-- semantic segmentation: a U-Net's per-pixel logit, trained with binary cross-entropy + Dice;
+- semantic segmentation: a per-pixel logit from a U-Net (pool, upsample, skips) or a dilated
+  segmenter (no pooling, DeepLab-style dilations), trained with cross-entropy, Dice or both;
 - instance segmentation: the semantic mask split into connected components (one colour per
   lesion), or a two-stage Mask R-CNN that draws a mask inside each detected box.
 
@@ -121,8 +122,10 @@ def pixel_cross_entropy(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tens
 
 
 def dice_loss(logits: torch.Tensor, masks: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """1 − soft Dice over the batch. Unlike per-pixel cross-entropy it scores the overlap of the
-    lesion as a whole, so a tiny lesion in a big image still weighs as much as a large one does."""
+    """1 − soft Dice over the batch: the probabilities stand in for the binary mask. Unlike
+    per-pixel cross-entropy it counts only the overlap and the two areas, never the background
+    pixels that are rightly dark, so a few lesion pixels are not outvoted by thousands of
+    background ones. `smooth` keeps an empty image (no lesion, no prediction) at a loss of 0."""
     probs = torch.sigmoid(logits)
     target = masks.float()
     overlap = (probs * target).sum()
@@ -363,6 +366,9 @@ class TaskTrainConfig:
     learning_rate: float = 3e-3  # AdamW, as in the training lab
     width: int = 8  # U-Net first-level channels: Dice passes 0.8 by the third epoch
     detector_width: int = 8  # detector backbone 8-16-32 channels: AP passes 0.8 in one or two epochs
+    dilated_width: int = (
+        8  # dilated segmenter channels: every layer is full size, so narrow keeps it as fast as the U-Net
+    )
     seed: int = 0
 
 
@@ -435,6 +441,30 @@ def fit_batches(
     return history
 
 
+SEGMENTERS = {"unet": "unet_small", "dilated": "dilated_segmenter"}  # lab choice → registry name
+SEG_LOSSES = ("dice_ce", "ce", "dice")  # Dice + cross-entropy (nnU-Net's default), each alone
+
+
+def segmentation_loss(name: str, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """The lab's three segmentation losses: per-pixel cross-entropy, Dice loss, or their sum."""
+    if name == "ce":
+        return pixel_cross_entropy(logits, masks)
+    if name == "dice":
+        return dice_loss(logits, masks)
+    if name == "dice_ce":
+        return pixel_cross_entropy(logits, masks) + dice_loss(logits, masks)
+    raise ValueError(f"unknown segmentation loss {name!r}; choose one of {SEG_LOSSES}")
+
+
+def build_segmenter(segmenter: str, config: TaskTrainConfig, skips: bool = True) -> nn.Module:
+    """The chosen segmenter at the lab's size (skips only exist in the U-Net)."""
+    if segmenter not in SEGMENTERS:
+        raise ValueError(f"unknown segmenter {segmenter!r}; choose one of {tuple(SEGMENTERS)}")
+    if segmenter == "unet":
+        return models.build("unet_small", seed=config.seed, width=config.width, skips=skips)
+    return models.build("dilated_segmenter", seed=config.seed, width=config.dilated_width)
+
+
 def train_segmenter(
     train: TaskData,
     test: TaskData,
@@ -442,15 +472,26 @@ def train_segmenter(
     skips: bool = True,
     on_epoch: Callback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    segmenter: str = "unet",
+    loss: str = "dice_ce",
 ) -> tuple[nn.Module, list[TaskEpoch]]:
     """Train the small U-Net (or, with skips=False, the same encoder–decoder without skip
-    connections) with cross-entropy + Dice; the score each epoch is the test Dice."""
-    model = models.build("unet_small", seed=config.seed, width=config.width, skips=skips)
+    connections; or the dilated segmenter) with the chosen loss (default cross-entropy + Dice);
+    the score each epoch is the test Dice."""
+    if loss not in SEG_LOSSES:
+        raise ValueError(f"unknown segmentation loss {loss!r}; choose one of {SEG_LOSSES}")
+    model = build_segmenter(segmenter, config, skips)
     masks = torch.from_numpy(train.masks).unsqueeze(1)  # (N, 1, H, W)
+    # Start every pixel at the share of lesion pixels (RetinaNet's prior, as for the detector):
+    # from a 50% start the background, 97% of the pixels, spends the short run climbing down
+    # from p = 0.5 and ends near p = 0.2, a map that is unsure everywhere whatever the loss.
+    prior = float(train.masks.mean()) if train.masks.any() else 0.01
+    with torch.no_grad():
+        model.out.bias.fill_(math.log(prior / (1 - prior)))
 
     def loss_fn(index: torch.Tensor, _g) -> torch.Tensor:
         logits = model(train.x[index].contiguous(memory_format=torch.channels_last))
-        return pixel_cross_entropy(logits, masks[index]) + dice_loss(logits, masks[index])
+        return segmentation_loss(loss, logits, masks[index])
 
     history = fit_batches(
         model, len(train), loss_fn, config, lambda: segmentation_dice(model, test), on_epoch, should_stop
@@ -461,6 +502,55 @@ def train_segmenter(
 def segmentation_dice(model: nn.Module, data: TaskData, threshold: float = 0.5) -> float:
     """Dice of all test masks pooled (every lesion pixel of the test set counts once)."""
     return float(segdet.dice(data.masks, segment(model, data.x) >= threshold))
+
+
+@dataclass
+class SegmentationReport:
+    """What a segmentation loss changes, on the test set (mask = probability ≥ 0.5)."""
+
+    dice: float  # all test masks pooled
+    image_dice: float  # mean Dice per image, over the images that have a lesion
+    small_dice: float  # mean per-lesion Dice of the smallest third of the lesions (by area)
+    large_dice: float  # the same for the largest third
+    uncertain: float  # share of all pixels with 0.1 < p < 0.9: how often the map is unsure
+    lesion_uncertain: float  # the same share among lesion and border pixels only
+
+
+def lesion_dices(truth_map: np.ndarray, pred: np.ndarray, margin: int = 3) -> list[tuple[int, float]]:
+    """(area, Dice) of each true lesion with the predicted mask near it: within `margin` pixels of
+    the lesion and outside the other lesions, so a neighbour's pixels do not count against it."""
+    out = []
+    for t in range(1, int(truth_map.max()) + 1):
+        truth = truth_map == t
+        near = segdet.dilate(truth, margin) & ((truth_map == 0) | truth)
+        out.append((int(truth.sum()), segdet.dice(truth, pred & near)))
+    return out
+
+
+def segmentation_report(model: nn.Module, data: TaskData, threshold: float = 0.5) -> SegmentationReport:
+    probs = segment(model, data.x)  # (N, H, W)
+    pred = probs >= threshold
+    per_image = [segdet.dice(data.masks[i], pred[i]) for i in range(len(data)) if data.masks[i].any()]
+    lesions = sorted(a for i in range(len(data)) for a in lesion_dices(data.instance_map[i], pred[i]))
+    third = max(1, len(lesions) // 3)
+    unsure = (probs > 0.1) & (probs < 0.9)
+    near_lesions = np.stack([segdet.dilate(m, 2) for m in data.masks])  # lesions and their borders
+    return SegmentationReport(
+        dice=float(segdet.dice(data.masks, pred)),
+        image_dice=float(np.mean(per_image)) if per_image else float("nan"),
+        small_dice=float(np.mean([d for _, d in lesions[:third]])) if lesions else float("nan"),
+        large_dice=float(np.mean([d for _, d in lesions[-third:]])) if lesions else float("nan"),
+        uncertain=float(unsure.mean()),
+        lesion_uncertain=float(unsure[near_lesions].mean()) if near_lesions.any() else float("nan"),
+    )
+
+
+def segmenter_receptive_field(model: nn.Module) -> int | None:
+    """Input pixels (along one side) that can change one output pixel, measured by a gradient
+    through a linear, positive copy of the network (primer.architectures); None: the whole image."""
+    from primer.architectures import receptive_fields
+
+    return receptive_fields(model, [model.out])[0]
 
 
 def train_detector(
@@ -508,15 +598,25 @@ class FourTaskLab:
     max_lesions: int = 3
     skips: bool = True  # U-Net skip connections (off: a plain encoder–decoder)
     seed: int = 0
+    segmenter: str = "unet"  # "unet" or "dilated": the U-Net stays the default (old links open as before)
+    seg_loss: str = "dice_ce"  # "dice_ce", "ce" or "dice": Dice + CE is what the lab always trained with
     image: int = 0  # test image shown (ordered from most lesions to none)
     score_threshold: float = 0.3  # heatmap score a cell needs to propose a box
     nms_iou: float = 0.5  # overlap above which NMS removes the weaker box
+    proposals: int = 10  # RPN proposals drawn: enough to see them crowd each lesion, few enough to read
 
     def phantom_config(self) -> PhantomConfig:
         return task_config(self.contrast, self.max_lesions, self.seed)
 
     def train_config(self) -> TaskTrainConfig:
         return TaskTrainConfig(seed=self.seed)
+
+    def segmenter_choice(self) -> str:
+        """The segmenter to train; an unknown value from an edited link falls back to the U-Net."""
+        return self.segmenter if self.segmenter in SEGMENTERS else "unet"
+
+    def loss_choice(self) -> str:
+        return self.seg_loss if self.seg_loss in SEG_LOSSES else "dice_ce"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -576,6 +676,109 @@ def load_two_stage(path=None) -> tuple[nn.Module, dict]:
     model = models.build("mask_rcnn_small", **raw["model_kwargs"])
     model.load_state_dict({k: v.float() for k, v in raw["state_dict"].items()})
     return model.eval(), raw
+
+
+# ---------------------------------------------------------------------------------------------
+# Inside the two-stage model: the anchors its RPN scores, its proposals, its AP
+
+
+@dataclass
+class TwoStageAnatomy:
+    """What the shipped Mask R-CNN is made of, read from the model itself."""
+
+    anchor_sizes: tuple[int, ...]  # px, over all feature maps
+    aspect_ratios: tuple[float, ...]  # height / width, over all feature maps
+    anchors_per_position: int
+    feature_maps: list[tuple[str, int, int]]  # (name, grid side, stride in px)
+    has_fpn: bool  # a feature pyramid (torchvision's BackboneWithFPN) in the backbone
+    anchors_per_image: int  # anchors the RPN scores on one image
+    pre_nms_top_n: int  # best-scoring anchors kept before the RPN's NMS (test time)
+    post_nms_top_n: int  # proposals handed to the second stage (test time)
+    rpn_nms_iou: float
+
+
+def _rpn_inputs(model: nn.Module, x: torch.Tensor):
+    """The model's own preprocessing and backbone: (image list, [feature maps])."""
+    images, _ = model.transform(list(x))
+    features = model.backbone(images.tensors)
+    if isinstance(features, torch.Tensor):  # a single map, as GeneralizedRCNN wraps it
+        features = {"0": features}
+    return images, list(features.values()), list(features)
+
+
+@torch.no_grad()
+def two_stage_anatomy(model: nn.Module, image_size: int = 64) -> TwoStageAnatomy:
+    model.eval()
+    generator = model.rpn.anchor_generator
+    images, features, names = _rpn_inputs(model, torch.zeros(1, 1, image_size, image_size))
+    maps = [(n, int(f.shape[-1]), image_size // int(f.shape[-1])) for n, f in zip(names, features, strict=True)]
+    per_position = generator.num_anchors_per_location()
+    return TwoStageAnatomy(
+        anchor_sizes=tuple(sorted({int(s) for level in generator.sizes for s in level})),
+        aspect_ratios=tuple(sorted({float(r) for level in generator.aspect_ratios for r in level})),
+        anchors_per_position=int(per_position[0]),
+        feature_maps=maps,
+        has_fpn=getattr(model.backbone, "fpn", None) is not None,
+        anchors_per_image=int(len(generator(images, features)[0])),
+        pre_nms_top_n=int(model.rpn._pre_nms_top_n["testing"]),
+        post_nms_top_n=int(model.rpn._post_nms_top_n["testing"]),
+        rpn_nms_iou=float(model.rpn.nms_thresh),
+    )
+
+
+@torch.no_grad()
+def anchors_at(model: nn.Module, row: int, col: int, image_size: int = 64) -> np.ndarray:
+    """The anchor boxes (A, 4) the RPN scores at one position of its (first) feature map,
+    taken from the model's anchor generator, in the inclusive pixel convention."""
+    generator = model.rpn.anchor_generator
+    images, features, _ = _rpn_inputs(model, torch.zeros(1, 1, image_size, image_size))
+    per_position = generator.num_anchors_per_location()[0]
+    grid = features[0].shape[-1]
+    anchors = generator(images, features)[0]  # (positions · A, 4), positions row by row
+    start = (int(row) * grid + int(col)) * per_position
+    boxes = anchors[start : start + per_position].numpy().astype(np.float64)
+    boxes[:, 2:] -= 1  # continuous → inclusive pixel indices
+    return boxes
+
+
+@dataclass
+class Proposals:
+    boxes: np.ndarray  # (k, 4) inclusive pixel convention, best objectness first
+    scores: np.ndarray  # (k,) objectness probability
+
+
+@torch.no_grad()
+def rpn_proposals(model: nn.Module, x: torch.Tensor) -> list[Proposals]:
+    """The first stage alone: the proposals the RPN hands to the second stage, with the
+    objectness scores torchvision computes for them (the same steps as RegionProposalNetwork's
+    forward; a test checks the boxes are the ones it returns)."""
+    from torchvision.models.detection.rpn import concat_box_prediction_layers
+
+    model.eval()
+    rpn = model.rpn
+    images, features, _ = _rpn_inputs(model, x)
+    objectness, deltas = rpn.head(features)
+    anchors = rpn.anchor_generator(images, features)
+    per_level = [o[0].numel() for o in objectness]  # A · H · W anchors per feature map
+    objectness, deltas = concat_box_prediction_layers(objectness, deltas)
+    decoded = rpn.box_coder.decode(deltas, anchors).view(len(anchors), -1, 4)  # (N, anchors, 4)
+    boxes, scores = rpn.filter_proposals(decoded, objectness, images.image_sizes, per_level)
+    out = []
+    for b, s in zip(boxes, scores, strict=True):
+        b = b.numpy().astype(np.float64)
+        b[:, 2:] = np.maximum(b[:, 2:] - 1, b[:, :2])
+        out.append(Proposals(b, s.numpy().astype(np.float64)))
+    return out
+
+
+def two_stage_pr(model: nn.Module, data: TaskData, iou_threshold: float = 0.5, batch: int = 50) -> segdet.DetectionPR:
+    """Box precision–recall and AP of the two-stage model over a test set, matched exactly as
+    the one-stage detector's (`detection_pr`): primer.segdet, VOC-style interpolated AP."""
+    found = [f for i in range(0, len(data), batch) for f in two_stage_predict(model, data.x[i : i + batch])]
+    matches = segdet.match_detections(
+        [f.boxes for f in found], [f.scores for f in found], [b.astype(np.float64) for b in data.boxes], iou_threshold
+    )
+    return segdet.detection_pr(matches)
 
 
 @lru_cache(maxsize=6)

@@ -30,7 +30,7 @@ def plain_layers(stages: int, stem: bool = False):
 def test_the_six_designs_and_the_deep_pair_are_registered_classifiers():
     classifiers = set(models.names("classifier"))
     assert set(arch.DESIGNS) | set(arch.DEEP) <= classifiers
-    assert {"unet_small"} <= set(models.names("segmenter"))
+    assert {"unet_small", "dilated_segmenter"} <= set(models.names("segmenter"))
     assert {"center_detector", "mask_rcnn_small"} <= set(models.names("detector"))
     assert {"dae_small", "vae_small"} <= set(models.names("generative"))
 
@@ -78,6 +78,21 @@ def test_unet_with_and_without_skips_keeps_the_resolution_and_passes_gradients()
     with_skips = models.build("unet_small", width=4, skips=True)
     without = models.build("unet_small", width=4, skips=False)
     assert arch.parameter_count(without) < arch.parameter_count(with_skips)
+
+
+@pytest.mark.parametrize("name", models.names("segmenter"))
+@pytest.mark.parametrize("size", [48, 64])
+def test_every_registered_segmenter_keeps_the_resolution_and_passes_gradients(name, size):
+    net = models.build(name, seed=0, width=4)
+    x = torch.randn(2, 1, size, size, requires_grad=True)
+    out = net(x)
+    assert out.shape == (2, 1, size, size)
+    out[:, 0, size // 2, size // 2].sum().backward()
+    assert x.grad.abs().sum() > 0
+    net.eval()
+    x = torch.randn(2, 1, size, size, requires_grad=True)
+    net(x)[0, 0].sum().backward()
+    assert x.grad[0].abs().sum() > 0 and x.grad[1].abs().sum() == 0, "images do not leak into each other"
 
 
 def test_center_detector_and_generative_model_shapes():

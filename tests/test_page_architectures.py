@@ -5,6 +5,7 @@ after a real run), so the result views can be driven without waiting for trainin
 
 import json
 import re
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -38,11 +39,19 @@ def finished_jobs():
     train, test = tasks.task_data(tasks.task_config(n=120))
     config = tasks.TaskTrainConfig(num_epochs=2, width=4, detector_width=8)
     det, det_history = tasks.train_detector(train, test, config)
-    unet, seg_history = tasks.train_segmenter(train, test, config)
-    lab = FourTaskLab()
+    lab, dilated_lab = FourTaskLab(), FourTaskLab(segmenter="dilated", seg_loss="dice")
+    seg_jobs = {}
+    for seg_lab, epochs in ((lab, 2), (dilated_lab, 1)):
+        how = {"segmenter": seg_lab.segmenter, "skips": True, "loss": seg_lab.seg_loss}
+        model, history = tasks.train_segmenter(
+            train, test, replace(config, num_epochs=epochs), segmenter=how["segmenter"], loss=how["loss"]
+        )
+        result = {"model": model, "dice": history[-1].score, "report": tasks.segmentation_report(model, test)}
+        result.update(receptive_field=tasks.segmenter_receptive_field(model), settings=how)
+        seg_jobs[arch_tasks.seg_key(seg_lab)] = done(arch_tasks.seg_key(seg_lab), history, result)
     task_jobs = {
         "det": done(arch_tasks.det_key(lab), det_history, {"model": det, "pr": tasks.detection_pr(det, test)}),
-        "seg": done(arch_tasks.seg_key(lab), seg_history, {"model": unet, "dice": seg_history[-1].score}),
+        "seg": seg_jobs[arch_tasks.seg_key(lab)],
     }
     _, ct_test = gen.ct_patches()
     dae = models.build("dae_small", seed=0).eval()
@@ -54,7 +63,7 @@ def finished_jobs():
     patches, _ = gen.lesion_patches(n=100)
     vae, run = gen.train_vae(patches, gen.VaeConfig(num_epochs=1))
     vae_job = done(arch_generative.vae_key(VaeLab()), run.history, {"model": vae, "run": run})
-    return {"arch.tasks": task_jobs, "arch.dae": dae_job, "arch.vae": vae_job}
+    return {"arch.tasks": task_jobs, arch_tasks.SEG_RUNS: seg_jobs, "arch.dae": dae_job, "arch.vae": vae_job}
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +195,51 @@ def test_four_tasks_after_training_show_nms_steps_and_the_unet(finished_jobs):
     at.toggle(key="fourtask.skips").set_value(False).run()
     assert_no_exception(at)
     assert "Semantic segmentation: Dice" not in figure_text(at, "tasks.four"), "other settings need training"
+
+
+def test_job_keys_follow_what_each_training_reads():
+    base = FourTaskLab()
+    keys = {
+        arch_tasks.seg_key(FourTaskLab(segmenter=s, seg_loss=x)) for s in ("unet", "dilated") for x in ("ce", "dice")
+    }
+    assert len(keys) == 4 and arch_tasks.seg_key(base) not in keys
+    assert arch_tasks.seg_key(FourTaskLab(skips=False)) != arch_tasks.seg_key(base)
+    dilated = FourTaskLab(segmenter="dilated")
+    assert arch_tasks.seg_key(dilated) == arch_tasks.seg_key(replace(dilated, skips=False)), "no skips to toggle"
+    assert arch_tasks.det_key(FourTaskLab(segmenter="dilated", seg_loss="ce", proposals=50)) == arch_tasks.det_key(base)
+
+
+def test_one_stage_vs_two_stage_panel_needs_no_training_for_the_two_stage_side(page):
+    stages = figure_text(page, "tasks.stages")
+    assert "RPN: best 10 of" in stages and "Stage 2:" in stages and "One-stage: cells" in stages
+    assert float(metric(page, "Two-stage (shipped Mask R-CNN): AP@0.5")) >= 0.8
+    assert metric(page, "One-stage (trained here): AP@0.5") == "—"
+    text = "\n".join(m.value for m in page.markdown)
+    assert "scores 3 anchors (8 px · 12 px · 16 px" in text and "768 anchors per image" in text
+    assert "no feature pyramid" in text
+    page.slider(key="fourtask.proposals").set_value(3).run()
+    assert_no_exception(page)
+    assert "RPN: best 3 of" in figure_text(page, "tasks.stages")
+    page.slider(key="fourtask.proposals").set_value(10).run()
+
+
+def test_trained_views_compare_both_detectors_and_the_segmenter_runs(finished_jobs):
+    at = run_page(PAGE, state=finished_jobs, timeout=300)
+    assert_no_exception(at)
+    assert "After NMS:" in figure_text(at, "tasks.stages")
+    assert 0.0 <= float(metric(at, "One-stage (trained here): AP@0.5")) <= 1.0
+    assert "Two-stage minus one-stage:" in captions(at)
+    table = next(d.value for d in at.dataframe if "Smallest lesions" in d.value.columns)
+    assert len(table) == 2 and set(table["Segmenter"]) == {"U-Net", "dilated"}
+    assert 41 in set(table["Receptive field (px)"])
+    assert "Receptive field of one output pixel" in captions(at)
+    at.segmented_control(key="fourtask.segmenter").set_value("dilated").run()
+    assert_no_exception(at)
+    assert at.toggle(key="fourtask.skips").disabled
+    at.segmented_control(key="fourtask.seg_loss").set_value("dice").run()
+    assert_no_exception(at)
+    assert "Semantic segmentation: Dice" in figure_text(at, "tasks.four"), "the finished dilated + Dice run is shown"
+    assert "dilated segmenter, no pooling" in captions(at)
 
 
 def test_denoising_and_vae_views(finished_jobs):

@@ -225,3 +225,296 @@ def test_the_script_still_reproduces_the_recorded_training():
         timeout=300,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Segmentation: losses, the dilated segmenter, what a loss changes
+
+
+def test_soft_dice_loss_by_hand_with_probabilities():
+    probs = torch.tensor([0.8, 0.6, 0.3, 0.1])
+    logits = torch.log(probs / (1 - probs)).reshape(1, 1, 2, 2)
+    masks = torch.tensor([1, 1, 0, 0]).reshape(1, 1, 2, 2)
+    overlap, predicted, true = 0.8 + 0.6, 0.8 + 0.6 + 0.3 + 0.1, 2.0
+    assert tasks.dice_loss(logits, masks).item() == pytest.approx(
+        1 - (2 * overlap + 1) / (predicted + true + 1), rel=1e-5
+    )
+    assert tasks.dice_loss(logits, masks, smooth=0).item() == pytest.approx(
+        1 - 2 * overlap / (predicted + true), rel=1e-5
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_soft_dice_equals_hard_dice_on_binary_inputs(seed):
+    rng = np.random.default_rng(seed)
+    truth = rng.random((3, 1, 16, 16)) > 0.7
+    pred = rng.random((3, 1, 16, 16)) > 0.6
+    logits = torch.from_numpy(np.where(pred, 60.0, -60.0)).float()  # sigmoid: exactly 0 or 1 in float32
+    soft = 1 - tasks.dice_loss(logits, torch.from_numpy(truth), smooth=0).item()
+    assert soft == pytest.approx(tasks.segdet.dice(truth, pred), abs=1e-6)
+
+
+def test_segmentation_loss_choices_are_the_named_losses():
+    logits, masks = torch.randn(2, 1, 8, 8), torch.rand(2, 1, 8, 8) > 0.8
+    ce, dice = tasks.pixel_cross_entropy(logits, masks), tasks.dice_loss(logits, masks)
+    assert tasks.segmentation_loss("ce", logits, masks).item() == pytest.approx(ce.item())
+    assert tasks.segmentation_loss("dice", logits, masks).item() == pytest.approx(dice.item())
+    assert tasks.segmentation_loss("dice_ce", logits, masks).item() == pytest.approx((ce + dice).item())
+    with pytest.raises(ValueError):
+        tasks.segmentation_loss("focal", logits, masks)
+
+
+def test_dice_loss_ignores_background_that_cross_entropy_counts():
+    """Adding rightly dark background pixels leaves the Dice loss unchanged but dilutes
+    cross-entropy: the imbalance the lesson describes."""
+    lesion_logits = torch.tensor([[[[2.0, -1.0]]]])  # one lesion pixel found, one missed
+    lesion_masks = torch.tensor([[[[1, 1]]]])
+    background = torch.full((1, 1, 1, 98), -16.0)  # 98 confident, correct background pixels
+    logits = torch.cat([lesion_logits, background], dim=-1)
+    masks = torch.cat([lesion_masks, torch.zeros(1, 1, 1, 98, dtype=torch.int64)], dim=-1)
+    small = tasks.dice_loss(lesion_logits, lesion_masks, smooth=0).item()
+    assert tasks.dice_loss(logits, masks, smooth=0).item() == pytest.approx(small, rel=1e-3)
+    ce_small = tasks.pixel_cross_entropy(lesion_logits, lesion_masks).item()
+    assert tasks.pixel_cross_entropy(logits, masks).item() < ce_small / 20
+
+
+def test_dilated_segmenter_receptive_field_is_the_hand_formula_and_the_gradient():
+    from primer.conv import receptive_field
+
+    net = models.build("dilated_segmenter", seed=0, width=4)
+    by_formula = receptive_field(net.layer_geometry())[-1].size
+    assert by_formula == 3 + 2 * (1 + 2 + 4 + 8) + 2 * 4 == 41
+    assert tasks.segmenter_receptive_field(net) == by_formula
+    # the gradient of one output pixel of the real (trained-mode) network reaches exactly as far
+    x = torch.randn(1, 1, 96, 96, requires_grad=True)
+    net.eval()(x)[0, 0, 48, 48].backward()
+    rows = np.flatnonzero(x.grad[0, 0].abs().sum(1).numpy() > 0)
+    assert rows[-1] - rows[0] + 1 <= by_formula and rows[0] >= 48 - 20
+    # the quiz: four dilated 3×3 layers, 1 + 2·(1 + 2 + 4 + 8)
+    assert receptive_field([("conv", 3, 1, d, d) for d in (1, 2, 4, 8)])[-1].size == 31
+
+
+def test_dilated_segmenter_never_pools_and_keeps_every_map_full_size():
+    net = models.build("dilated_segmenter", seed=0, width=4).eval()
+    assert not any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in net.modules())
+    sizes = []
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out: sizes.append(out.shape[-2:]))
+        for m in net.modules()
+        if isinstance(m, nn.Conv2d)
+    ]
+    net(torch.randn(2, 1, 40, 40))
+    for h in hooks:
+        h.remove()
+    assert sizes and all(tuple(s) == (40, 40) for s in sizes)
+    assert [m.dilation[0] for m in net.body.modules() if isinstance(m, nn.Conv2d)] == [1, 2, 4, 8]
+
+
+def test_unet_receptive_field_covers_the_whole_lab_image():
+    unet = models.build("unet_small", seed=0, width=4)
+    assert tasks.segmenter_receptive_field(unet) > 64
+
+
+class ConstantSegmenter(nn.Module):
+    """Logits given in advance for the test images (a known-answer model)."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x):
+        index = x[:, 0, 0, 0].long()
+        return self.logits[index]
+
+
+def test_segmentation_report_on_known_answers(small_data):
+    _, test = small_data
+    x = torch.zeros(len(test), 1, 64, 64)
+    x[:, 0, 0, 0] = torch.arange(len(test)).float()
+    data = tasks.TaskData(x, test.masks, test.instance_map, test.boxes, test.centers, test.labels)
+    perfect = torch.from_numpy(np.where(test.masks, 9.0, -9.0)).float().unsqueeze(1)
+    report = tasks.segmentation_report(ConstantSegmenter(perfect), data)
+    assert report.dice == report.image_dice == report.small_dice == report.large_dice == 1.0
+    assert report.uncertain == 0.0 and report.lesion_uncertain == 0.0
+    unsure = tasks.segmentation_report(ConstantSegmenter(torch.zeros_like(perfect)), data)  # p = 0.5 everywhere
+    assert unsure.uncertain == 1.0 and unsure.dice == pytest.approx(
+        tasks.segdet.dice(test.masks, np.ones_like(test.masks))
+    )
+
+
+def test_lesion_dices_by_hand():
+    truth = np.zeros((12, 12), np.uint8)
+    truth[1:3, 1:3] = 1  # 4 px
+    truth[6:10, 6:10] = 2  # 16 px
+    pred = np.zeros((12, 12), bool)
+    pred[1:3, 1:2] = True  # half of lesion 1
+    pred[6:10, 6:10] = True  # all of lesion 2 ...
+    pred[10, 6:10] = True  # ... plus a 4 px rim
+    assert tasks.lesion_dices(truth, pred) == [(4, pytest.approx(2 * 2 / (4 + 2))), (16, pytest.approx(2 * 16 / 36))]
+
+
+@pytest.mark.parametrize(("segmenter", "loss"), [("dilated", "dice_ce"), ("unet", "ce"), ("unet", "dice")])
+def test_one_epoch_of_each_new_segmenter_option(small_data, segmenter, loss):
+    train, test = small_data
+    config = tasks.TaskTrainConfig(num_epochs=1, width=4, dilated_width=4)
+    model, history = tasks.train_segmenter(train, test, config, segmenter=segmenter, loss=loss)
+    assert len(history) == 1 and 0.0 <= history[0].score <= 1.0 and np.isfinite(history[0].loss)
+    assert isinstance(
+        model, models.segmentation.DilatedSegmenter if segmenter == "dilated" else models.segmentation.UNet
+    )
+    with pytest.raises(ValueError):
+        tasks.train_segmenter(train, test, config, loss="hinge")
+
+
+def test_lab_defaults_keep_old_links_and_fall_back_on_bad_values():
+    lab = tasks.FourTaskLab()
+    assert (lab.segmenter, lab.seg_loss) == ("unet", "dice_ce")  # what the lab trained before
+    assert tasks.FourTaskLab(segmenter="vit", seg_loss="x").segmenter_choice() == "unet"
+    assert tasks.FourTaskLab(seg_loss="x").loss_choice() == "dice_ce"
+
+
+# ---------------------------------------------------------------------------------------------
+# The two-stage model, inside: anchors, proposals, AP
+
+
+@pytest.fixture(scope="module")
+def two_stage():
+    return tasks.load_two_stage()[0]
+
+
+def test_anatomy_is_read_from_the_model(two_stage):
+    shape = tasks.two_stage_anatomy(two_stage)
+    assert shape.anchor_sizes == (8, 12, 16) and shape.aspect_ratios == (1.0,)
+    assert shape.feature_maps == [("0", 16, 4)] and not shape.has_fpn
+    assert shape.anchors_per_image == 16 * 16 * 3 == 768  # the quiz's count
+    assert shape.post_nms_top_n == 50
+    anchors = tasks.anchors_at(two_stage, 5, 7)
+    side = anchors[:, 2] - anchors[:, 0] + 1
+    assert sorted(side.tolist()) == [8, 12, 16]
+    centre = (anchors[:, :2] + anchors[:, 2:] + 1) / 2  # continuous centre of an inclusive box
+    assert np.allclose(centre, [[7 * 4, 5 * 4]] * 3)
+
+
+def test_a_model_with_a_feature_pyramid_says_so():
+    from collections import OrderedDict
+
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+
+    trunk = nn.Sequential(
+        OrderedDict(a=nn.Conv2d(3, 4, 3, stride=2, padding=1), b=nn.Conv2d(4, 8, 3, stride=2, padding=1))
+    )
+    backbone = BackboneWithFPN(trunk, {"a": "0", "b": "1"}, [4, 8], out_channels=8)
+    anchors = AnchorGenerator(sizes=((8,), (16,), (32,)), aspect_ratios=((0.5, 1.0, 2.0),) * 3)
+    model = FasterRCNN(backbone, num_classes=2, min_size=64, max_size=64, rpn_anchor_generator=anchors)
+    shape = tasks.two_stage_anatomy(model)
+    assert shape.has_fpn and len(shape.feature_maps) == 3  # two levels and FPN's extra pooled one
+    assert shape.anchor_sizes == (8, 16, 32) and shape.aspect_ratios == (0.5, 1.0, 2.0)
+
+
+def test_rpn_proposals_are_the_boxes_torchvisions_rpn_returns(two_stage, small_data):
+    _, test = small_data
+    x = test.x[:3]
+    ours = tasks.rpn_proposals(two_stage, x)
+    with torch.no_grad():
+        images, _ = two_stage.transform(list(x))
+        features = {"0": two_stage.backbone(images.tensors)}
+        theirs, _ = two_stage.rpn(images, features)
+    for mine, boxes in zip(ours, theirs, strict=True):
+        expected = boxes.numpy().astype(np.float64)
+        expected[:, 2:] = np.maximum(expected[:, 2:] - 1, expected[:, :2])
+        assert np.allclose(mine.boxes, expected, atol=1e-4)
+        assert len(mine.boxes) <= 50 and np.all(np.diff(mine.scores) <= 1e-7)  # best first
+        assert ((mine.scores >= 0) & (mine.scores <= 1)).all()
+
+
+class FixedDetector(nn.Module):
+    """Returns given boxes (continuous coordinates, torchvision's convention) and scores."""
+
+    def __init__(self, outputs):
+        super().__init__()
+        self.outputs = outputs
+
+    def forward(self, images):
+        out = []
+        for image in images:
+            boxes, scores = self.outputs[int(image[0, 0, 0])]  # the image index is in its first pixel
+            out.append(
+                {
+                    "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                    "scores": torch.tensor(scores),
+                    "masks": torch.zeros(len(scores), 1, 64, 64),
+                }
+            )
+        return out
+
+
+def test_two_stage_ap_on_a_known_answer_case():
+    """Two lesions on image 0, one on image 1. Detections by score: 0.9 hits lesion A, 0.8 is
+    a false positive, 0.7 hits lesion C, 0.6 a duplicate of A (a false positive), lesion B is
+    missed. Precision/recall: 1/1 at 1/3, 1/2 at 1/3, 2/3 at 2/3, 2/4 at 2/3: interpolated AP =
+    1/3 · 1 + 1/3 · 2/3 = 5/9."""
+    truth = [np.array([[10, 10, 19, 19], [40, 40, 49, 49]], float), np.array([[5, 30, 14, 39]], float)]
+    outputs = [
+        ([[10, 10, 20, 20], [30, 0, 36, 6], [10, 11, 20, 21]], [0.9, 0.8, 0.6]),  # + 1: continuous boxes
+        ([[5, 30, 15, 40]], [0.7]),
+    ]
+    x = torch.zeros(2, 1, 64, 64)
+    x[1, 0, 0, 0] = 1.0
+    data = tasks.TaskData(
+        x,
+        np.zeros((2, 64, 64), bool),
+        np.zeros((2, 64, 64), np.uint8),
+        truth,
+        [np.zeros((2, 2)), np.zeros((1, 2))],
+        np.ones(2),
+    )
+    pr = tasks.two_stage_pr(FixedDetector(outputs), data, batch=1)
+    assert pr.average_precision == pytest.approx(5 / 9)
+
+
+def voc_ap_by_hand(found, truths, threshold=0.5):
+    """An independent VOC AP: greedy matching by score with torchvision's IoU, all-point envelope."""
+    from torchvision.ops import box_iou
+
+    records = []
+    for (boxes, scores), truth in zip(found, truths, strict=True):
+        taken = set()
+        for j in np.argsort(-scores, kind="stable"):
+            hit = False
+            if len(truth):
+                # inclusive pixel boxes → continuous for torchvision
+                ious = box_iou(torch.tensor(boxes[j : j + 1] + [0, 0, 1, 1]), torch.tensor(truth + [0, 0, 1, 1]))[
+                    0
+                ].numpy()
+                for t in np.argsort(-ious, kind="stable"):
+                    if ious[t] >= threshold and t not in taken:
+                        taken.add(t)
+                        hit = True
+                        break
+            records.append((scores[j], hit))
+    records.sort(key=lambda r: -r[0])
+    n_truth = sum(len(t) for t in truths)
+    hits = np.cumsum([h for _, h in records])
+    recall = hits / n_truth
+    precision = hits / np.arange(1, len(records) + 1)
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    return float(np.sum(np.diff(np.concatenate([[0], recall])) * envelope))
+
+
+def test_two_stage_ap_equals_an_independent_computation(two_stage, small_data):
+    _, test = small_data
+    part = tasks.TaskData(
+        test.x[:12], test.masks[:12], test.instance_map[:12], test.boxes[:12], test.centers[:12], test.labels[:12]
+    )
+    found = tasks.two_stage_predict(two_stage, part.x)
+    expected = voc_ap_by_hand([(f.boxes, f.scores) for f in found], [b.astype(np.float64) for b in part.boxes])
+    assert tasks.two_stage_pr(two_stage, part, batch=5).average_precision == pytest.approx(expected, abs=1e-9)
+
+
+def test_two_stage_ap_on_the_default_test_set_is_the_recorded_one(two_stage):
+    """The page shows the checkpoint's recorded AP for the default setting: the same figure."""
+    _, test = tasks.cached_task_data(tasks.task_config())
+    _, raw = tasks.load_two_stage()
+    assert tasks.two_stage_pr(two_stage, test).average_precision == pytest.approx(raw["metrics"]["box_ap50"], abs=0.005)
