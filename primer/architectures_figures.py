@@ -582,7 +582,7 @@ def gan_curves(steps: Sequence, labels: dict[str, str], total_steps: int) -> go.
             go.Scatter(
                 x=x[window - 1 :],
                 y=smooth,
-                mode="lines",
+                mode="lines" if len(values) >= 10 else "lines+markers",  # the first steps show as dots
                 name=label,
                 line=dict(color=color, width=2.5),
                 legendgroup=name,

@@ -329,7 +329,7 @@ def gan_lab(page) -> None:
     shown = [run.samples[i] for i in sorted({0, 1, len(run.samples) // 4, len(run.samples) // 2, len(run.samples) - 1})]
     strip = np.stack([picture[:16] for _, picture in shown]).reshape(-1, gen.LESION_PATCH, gen.LESION_PATCH)
     st.markdown(f"**{t('gan.film')}**")
-    ui.figure(figs.grey_figure(figs.mosaic(strip, 16), height=70 * len(shown) + 20), key="gan.film")
+    ui.figure(figs.grey_figure(figs.mosaic(strip, 16), height=50 * len(shown) + 20), key="gan.film")
     st.caption(t("gan.film_caption", steps=", ".join(str(step) for step, _ in shown)))
 
     report = run.report
