@@ -119,6 +119,43 @@ def bench_generative() -> None:
     print(f"VAE: {run.history[-1].seconds:.1f} s for {len(run.history)} epochs, test loss {run.history[-1].score:.1f}")
 
 
+def bench_gan() -> None:
+    """The GAN lab's default run and its presets: time to the first step and the first picture,
+    total time, and what the preset commentaries state (mode figures, the curves at the end)."""
+    import dataclasses
+
+    import numpy as np
+
+    from primer import generative as gen
+    from primer import labstate
+
+    patches, _ = gen.lesion_patches()
+    for preset in labstate.load_presets("architectures")["gan"]:
+        lab = dataclasses.replace(gen.GanLab(), **preset.values)
+        start, first = time.perf_counter(), {}
+
+        def on_step(record, picture, first=first, start=start):
+            first.setdefault("step", time.perf_counter() - start)
+            if picture is not None:
+                first.setdefault("picture", time.perf_counter() - start)
+
+        _, run = gen.train_gan(patches, lab.config(), on_step)
+        seconds = time.perf_counter() - start
+        last = run.steps[-20:]
+        mean = {k: np.mean([getattr(s, k) for s in last]) for k in ("d_loss", "g_loss", "d_real", "d_fake")}
+        low_d = np.mean([s.d_loss < 0.1 for s in run.steps])
+        r = run.report
+        print(
+            f"GAN {preset.id}: {seconds:.1f} s for {len(run.steps)} generator steps ({len(run.history)} epochs), "
+            f"first step after {first['step']:.2f} s, first samples after {first['picture']:.2f} s; "
+            f"diversity {r.diversity:.2f} (per epoch {', '.join(f'{h.score:.2f}' for h in run.history)}), "
+            f"lesion in {r.lesion_share:.0%} (real {r.real_lesion_share:.0%}), centres spread {r.centre_spread:.2f} px "
+            f"(real {r.real_centre_spread:.2f}); last 20 steps: D loss {mean['d_loss']:.2f}, G loss {mean['g_loss']:.2f}, "
+            f"D(real) {mean['d_real']:.2f}, D(fake) {mean['d_fake']:.2f}; steps with D loss < 0.1: {low_d:.0%}; "
+            f"max G loss {max(s.g_loss for s in run.steps):.1f}"
+        )
+
+
 def bench_two_stage() -> None:
     from primer.tasks import TWO_STAGE_CHECKPOINT, load_two_stage
 
@@ -157,13 +194,17 @@ def main(argv=None) -> None:
     parser.add_argument("--only-tasks", action="store_true", help="the four-tasks lab's figures only")
     parser.add_argument("--runs", nargs="*", default=SEGMENTER_RUNS, help="segmenter:loss runs, e.g. dilated:dice_ce")
     parser.add_argument("--skip-two-stage-ap", action="store_true")
+    parser.add_argument("--gan-only", action="store_true", help="only the GAN lab's runs")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"torch threads {args.threads}; {load()}")
-    if args.only_tasks:
-        bench_segmenters(args.runs)
-        if not args.skip_two_stage_ap:
-            bench_two_stage_ap()
+    if args.only_tasks or args.gan_only:
+        if args.only_tasks:
+            bench_segmenters(args.runs)
+            if not args.skip_two_stage_ap:
+                bench_two_stage_ap()
+        if args.gan_only:
+            bench_gan()
         print(f"done; {load()}")
         return
     bench_tasks()
@@ -171,6 +212,7 @@ def main(argv=None) -> None:
     bench_two_stage_ap()
     bench_race()
     bench_generative()
+    bench_gan()
     bench_two_stage()
     if not args.skip_page:
         bench_page()

@@ -124,3 +124,85 @@ class VAE(nn.Module):
 )
 def vae_small(latent_dim: int = 2, width: int = 16, size: int = 32) -> VAE:
     return VAE(latent_dim, width, size)
+
+
+# GAN: a generator that turns noise into a patch, and a discriminator that tells real from made.
+# DCGAN's recipe at 32×32 (Radford et al., 2016): the generator upsamples with strided
+# transposed convolutions, BatchNorm and ReLU, tanh out; the discriminator halves with strided
+# convolutions and leaky ReLU (a dead ReLU would pass no gradient back to the generator).
+
+
+class Generator(nn.Module):
+    """z (N, latent_dim) → (N, 1, 32, 32) in [−1, 1]."""
+
+    def __init__(self, latent_dim: int = 16, width: int = 16):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.width = width
+        self.project = nn.Sequential(
+            nn.Linear(latent_dim, 4 * width * 4 * 4, bias=False), nn.BatchNorm1d(4 * width * 16), nn.ReLU()
+        )
+
+        def up(c_in: int, c_out: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()
+            )
+
+        self.body = nn.Sequential(
+            up(4 * width, 2 * width),  # 8×8
+            up(2 * width, width),  # 16×16
+            nn.ConvTranspose2d(width, 1, 4, stride=2, padding=1),  # 32×32
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.project(z).view(-1, 4 * self.width, 4, 4)  # (N, 4·width, 4, 4)
+        return self.body(h)  # (N, 1, 32, 32)
+
+
+class Discriminator(nn.Module):
+    """(N, 1, 32, 32) in [−1, 1] → one logit per patch: high = "looks real"."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, width, 4, stride=2, padding=1),  # 16×16, no BatchNorm on the input layer (DCGAN)
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, bias=False),  # 8×8
+            nn.BatchNorm2d(2 * width),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * width, 4 * width, 4, stride=2, padding=1, bias=False),  # 4×4
+            nn.BatchNorm2d(4 * width),
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),  # (N, 4·width·4·4)
+            nn.Linear(4 * width * 16, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)[:, 0]  # (N,)
+
+
+@register(
+    "gan_generator",
+    family="generative",
+    title={"en": "GAN generator", "zh": "GAN 生成器"},
+    description={
+        "en": "Turns a vector of random numbers into a patch; it learns only from the discriminator's verdicts, never sees a real patch.",
+        "zh": "把一组随机数变成一个图像块；它只从判别器的判断中学习，从未直接看到真实图像块。",
+    },
+)
+def gan_generator(latent_dim: int = 16, width: int = 16) -> Generator:
+    return Generator(latent_dim, width)
+
+
+@register(
+    "gan_discriminator",
+    family="generative",
+    title={"en": "GAN discriminator", "zh": "GAN 判别器"},
+    description={
+        "en": "A small classifier that tells real patches from generated ones; its mistakes are the generator's training signal.",
+        "zh": "一个小分类器，区分真实图像块和生成的图像块；它的判断为生成器提供训练信号。",
+    },
+)
+def gan_discriminator(width: int = 16) -> Discriminator:
+    return Discriminator(width)

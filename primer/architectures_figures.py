@@ -598,3 +598,75 @@ def anchors_panel(
     ]
     mark = dict(x=centre[1], y=centre[0], text="✚", showarrow=False, font=dict(color="#ffeb3b", size=14))
     return image_row([base], [title], [drawn], [[mark]], height=360)
+
+
+def gan_curves(steps: Sequence, labels: dict[str, str], total_steps: int) -> go.Figure:
+    """A GAN's two games per generator step: the losses (left) and what the discriminator says
+    about real and generated patches (right). Dotted lines: where a discriminator that cannot
+    tell them apart sits (D loss ln 4, G loss ln 2, both probabilities 0.5). Thin lines: every
+    step; thick: a 10-step moving mean (single steps are noisy by nature)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(labels["losses"], labels["probabilities"]))
+    x = [s.step for s in steps]
+    series = (
+        (1, "d_loss", labels["d_loss"], PALETTE[1]),
+        (1, "g_loss", labels["g_loss"], PALETTE[0]),
+        (2, "d_real", labels["d_real"], PALETTE[2]),
+        (2, "d_fake", labels["d_fake"], PALETTE[3]),
+    )
+    for col, name, label, color in series:
+        values = np.array([getattr(s, name) for s in steps], dtype=float)
+        window = min(10, len(values)) or 1
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid") if len(values) else values
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=values,
+                mode="lines",
+                line=dict(color=color, width=1),
+                opacity=0.35,
+                showlegend=False,
+                hoverinfo="skip",
+                legendgroup=name,
+            ),
+            row=1,
+            col=col,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x[window - 1 :],
+                y=smooth,
+                mode="lines" if len(values) >= 10 else "lines+markers",  # the first steps show as dots
+                name=label,
+                line=dict(color=color, width=2.5),
+                legendgroup=name,
+            ),
+            row=1,
+            col=col,
+        )
+    for col, level in ((1, float(np.log(4))), (1, float(np.log(2))), (2, 0.5)):
+        fig.add_hline(y=level, line=dict(dash="dot", color="grey", width=1), row=1, col=col)
+    fig.update_xaxes(title_text=labels["step"], range=[0, max(total_steps, 1)])
+    fig.update_yaxes(range=[0, 1], row=1, col=2)
+    fig.update_layout(height=320, margin=dict(l=50, r=20, t=40, b=40), legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def diversity_curve(history: Sequence, labels: dict[str, str], total_epochs: int) -> go.Figure:
+    """Sample diversity relative to real patches after each epoch; 1 = as varied as the data."""
+    fig = go.Figure(
+        go.Scatter(
+            x=[h.epoch for h in history],
+            y=[h.score for h in history],
+            mode="lines+markers",
+            line=dict(color=PALETTE[4]),
+            name=labels["diversity"],
+        )
+    )
+    fig.add_hline(y=1.0, line=dict(dash="dot", color="grey"), annotation_text=labels["real"])
+    fig.update_layout(
+        xaxis=dict(title=labels["epoch"], range=[0.5, total_epochs + 0.5], dtick=1),
+        yaxis=dict(title=labels["diversity"], rangemode="tozero"),
+        height=280,
+        margin=dict(l=50, r=20, t=20, b=40),
+    )
+    return fig

@@ -3,8 +3,10 @@
 Training runs are replaced by small finished jobs placed in the session (what the page keeps
 after a real run), so the result views can be driven without waiting for training."""
 
+import base64
 import json
 import re
+import time
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -102,6 +104,7 @@ def test_page_opens_with_every_lab(page):
         "fourtask.contrast",
         "dae.noise",
         "vae.latent_dim",
+        "gan.g_learning_rate",
     ):
         assert page.session_state[key] is not None
 
@@ -273,3 +276,34 @@ def test_denoising_before_training_shows_the_noise_and_the_blur(page):
     page.slider(key="dae.noise").set_value(0.0).run()
     assert input_psnr() == "∞" and "No noise added" in captions(page)
     page.slider(key="dae.noise").set_value(0.15).run()
+
+
+def test_gan_lab_trains_through_the_queue_and_draws_its_figures():
+    """One short epoch (46 generator steps) through the shared training queue."""
+    at = run_page(PAGE, query={"gan.num_epochs": "1"}, timeout=300)
+    assert_no_exception(at)
+    assert "46 generator steps" in captions(at)
+    assert any("the curves and the samples update while it trains" in i.value for i in at.info)
+    at.button(key="gan.run").click().run()
+    assert_no_exception(at)
+    job = at.session_state["arch.gan"]
+    deadline = time.monotonic() + 240
+    while not job.finished and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert job.state == "done", job.error
+    at.run()
+    assert_no_exception(at)
+    run = job.result["run"]
+    assert len(run.steps) == 46 and len(job.epochs) == 1
+    for key in ("gan.curves", "gan.samples", "gan.film", "gan.generated", "gan.diversity"):
+        assert figure_text(at, key)
+    curves = json.loads(next(c for c in at.get("plotly_chart") if "gan.curves" in c.proto.id).proto.spec)
+    d_loss = next(trace for trace in curves["data"] if trace.get("name") == "Discriminator loss")
+    y = d_loss["y"]  # plotly sends numeric arrays base64-encoded
+    values = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"]) if isinstance(y, dict) else np.array(y)
+    expected = np.convolve([s.d_loss for s in run.steps], np.ones(10) / 10, mode="valid")
+    np.testing.assert_allclose(values, expected, rtol=1e-6, err_msg="a 10-step moving mean over every step")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Sample diversity (real = 1)"] == f"{run.report.diversity:.2f}"
+    assert metrics["Patches with a lesion"] == f"{run.report.lesion_share:.0%}"
+    assert "new samples against" in captions(at)

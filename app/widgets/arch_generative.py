@@ -1,5 +1,5 @@
-"""The generative labs: a denoising autoencoder on real CT patches, and a VAE that learns lesion
-patches. Core: primer.generative."""
+"""The generative labs: a denoising autoencoder on real CT patches, and a VAE and a GAN that
+learn lesion patches. Core: primer.generative."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from app import ui
 from app.widgets import arch_jobs
 from primer import architectures_figures as figs
 from primer import generative as gen
-from primer.generative import DaeLab, VaeLab
+from primer.generative import DaeLab, GanLab, VaeLab
 
-DAE, VAE = "arch.dae", "arch.vae"
+DAE, VAE, GAN = "arch.dae", "arch.vae", "arch.gan"
 
 
 @st.cache_resource(show_spinner=False)
@@ -222,3 +222,149 @@ def vae_lab(page) -> None:
             random_z = np.random.default_rng(state.seed).standard_normal((16, state.latent_dim))
             ui.figure(figs.grey_figure(figs.mosaic(gen.decode(model, random_z), 4), height=380), key="vae.random")
             st.caption(t("vae.random_caption"))
+
+
+def gan_key(lab: GanLab) -> str:
+    return f"gan:{lab.g_learning_rate}:{lab.d_learning_rate}:{lab.d_steps}:{lab.latent_dim}:{lab.num_epochs}:{lab.seed}"
+
+
+def start_gan(lab: GanLab) -> None:
+    config = lab.config()
+
+    def work(job):
+        patches, _ = lesions()
+        total = gen.gan_rounds(len(patches), config) * config.num_epochs
+        live = {"steps": [], "picture": None, "picture_step": 0, "total_steps": total}
+
+        def on_step(record, picture):
+            # New containers each time: the page reads `job.latest` from another thread.
+            update = {**live, "steps": [*live["steps"], record]}
+            if picture is not None:
+                update.update(picture=picture, picture_step=record.step)
+            live.update(update)
+            job.latest = update
+            job.progress = min(1.0, record.step / total)
+
+        def on_epoch(record, _picture):
+            job.add_epoch(record)
+            job.progress = min(1.0, live["steps"][-1].step / total) if live["steps"] else job.progress
+
+        model, run = gen.train_gan(patches, config, on_step, on_epoch, job.should_stop)
+        return {"model": model, "run": run}
+
+    st.session_state[GAN] = arch_jobs.submit(gan_key(lab), config.num_epochs, work)
+
+
+def rate(value: float) -> str:
+    return f"{value:g}"
+
+
+@st.fragment  # a control reruns its own lab, not the page
+def gan_lab(page) -> None:
+    t = page.t
+    lab = page.lab(GanLab)
+    lab.presets()
+    patches, _ = lesions()
+    cols = st.columns(3, vertical_alignment="bottom")
+    with cols[0]:
+        lab.select_slider("g_learning_rate", "gan.g_learning_rate", options=GAN_G_RATES, format_func=rate)
+    with cols[1]:
+        lab.select_slider("d_learning_rate", "gan.d_learning_rate", options=GAN_D_RATES, format_func=rate)
+    with cols[2]:
+        lab.segmented("d_steps", "gan.d_steps", options=[1, 2, 3])
+    cols = st.columns(3, vertical_alignment="bottom")
+    with cols[0]:
+        lab.segmented("latent_dim", "gan.latent_dim", options=[2, 8, 16, 32])
+    with cols[1]:
+        lab.select_slider("num_epochs", "gan.num_epochs", options=[1, 2, 5, 8, 12])
+    with cols[2]:
+        lab.number("seed", "gan.seed", min_value=0, max_value=9999, step=1)
+    state = lab.state()
+    config = state.config()
+    steps = gen.gan_rounds(len(patches), config) * config.num_epochs
+    st.caption(t("gan.plan", steps=steps, ratio=state.g_learning_rate / state.d_learning_rate, d_steps=state.d_steps))
+    st.button(
+        t("gan.train"), type="primary", icon=":material/play_arrow:", on_click=start_gan, args=(state,), key="gan.run"
+    )
+    job = st.session_state.get(GAN)
+    if job is None:
+        st.info(t("gan.idle"))
+        return
+    curve_labels = {
+        "losses": t("gan.curve.losses"),
+        "probabilities": t("gan.curve.probabilities"),
+        "d_loss": t("gan.curve.d_loss"),
+        "g_loss": t("gan.curve.g_loss"),
+        "d_real": t("gan.curve.d_real"),
+        "d_fake": t("gan.curve.d_fake"),
+        "step": t("gan.curve.step"),
+    }
+
+    def draw():
+        arch_jobs.progress_line(t, job)
+        live = job.latest
+        if job.state == "done" and isinstance(job.result, dict):
+            run = job.result["run"]
+            live = {
+                "steps": run.steps,
+                "picture": run.samples[-1][1],
+                "picture_step": run.samples[-1][0],
+                "total_steps": len(run.steps),
+            }
+        if not live or not live["steps"]:
+            return
+        ui.figure(figs.gan_curves(live["steps"], curve_labels, live["total_steps"]), key="gan.curves")
+        st.caption(t("gan.curves_caption"))
+        if live["picture"] is not None:
+            st.markdown(f"**{t('gan.samples', step=live['picture_step'])}**")
+            ui.figure(figs.grey_figure(figs.mosaic(live["picture"], 16), height=140), key="gan.samples")
+            st.caption(t("gan.samples_caption"))
+
+    arch_jobs.watch("gan", [job], draw)
+    if job.state != "done" or arch_jobs.work_key(job) != gan_key(state):
+        if job.finished and arch_jobs.work_key(job) != gan_key(state):
+            st.caption(t("settings_changed"))
+        return
+    run = job.result["run"]
+    shown = [run.samples[i] for i in sorted({0, 1, len(run.samples) // 4, len(run.samples) // 2, len(run.samples) - 1})]
+    strip = np.stack([picture[:16] for _, picture in shown]).reshape(-1, gen.LESION_PATCH, gen.LESION_PATCH)
+    st.markdown(f"**{t('gan.film')}**")
+    ui.figure(figs.grey_figure(figs.mosaic(strip, 16), height=50 * len(shown) + 20), key="gan.film")
+    st.caption(t("gan.film_caption", steps=", ".join(str(step) for step, _ in shown)))
+
+    report = run.report
+    st.markdown(f"**{t('gan.modes')}**")
+    cols = st.columns(3)
+    cols[0].metric(t("gan.metric.diversity"), f"{report.diversity:.2f}", help=t("gan.metric.diversity_help"))
+    cols[1].metric(
+        t("gan.metric.lesions"),
+        f"{report.lesion_share:.0%}",
+        help=t("gan.metric.lesions_help", real=report.real_lesion_share),
+    )
+    spread = "–" if not np.isfinite(report.centre_spread) else f"{report.centre_spread:.1f} px"
+    cols[2].metric(t("gan.metric.spread"), spread, help=t("gan.metric.spread_help", real=report.real_centre_spread))
+    st.caption(
+        t(
+            "gan.modes_caption",
+            n=len(run.generated),
+            diversity=report.diversity,
+            lesions=report.lesion_share,
+            real_lesions=report.real_lesion_share,
+            spread=spread,
+            real_spread=report.real_centre_spread,
+        )
+    )
+    left, right = st.columns(2)
+    with left:
+        st.markdown(f"**{t('gan.generated')}**")
+        ui.figure(figs.grey_figure(figs.mosaic(run.generated[:32], 8), height=190), key="gan.generated")
+    with right:
+        st.markdown(f"**{t('gan.real')}**")
+        ui.figure(figs.grey_figure(figs.mosaic(patches[:32], 8), height=190), key="gan.realgrid")
+    labels = {"diversity": t("gan.metric.diversity"), "real": t("gan.real_level"), "epoch": t("tasks.curve.epoch")}
+    ui.figure(figs.diversity_curve(run.history, labels, state.num_epochs), key="gan.diversity")
+    st.caption(t("gan.diversity_caption"))
+
+
+GAN_G_RATES = [2e-4, 5e-4, 1e-3, 2e-3, 5e-3]
+GAN_D_RATES = [1e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3]
