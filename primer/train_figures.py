@@ -126,8 +126,8 @@ def learning_rate_curve(
     epochs: list[EpochRecord], num_epochs: int, labels: dict, previous: list[EpochRecord] | None = None
 ) -> go.Figure:
     """The learning rate of every optimizer step, on the same epoch axis as the loss curves
-    (step j of n in epoch e sits at e − ½ + j/n), log scale so a ÷10 step is one even drop and
-    a warm-up from 1% is visible; the previous run dotted behind."""
+    (step j of n in epoch e sits at e − ½ + j/n): a short strip drawn under them, the previous
+    run dotted behind. Linear scale: warm-up and cosine read as the ramp and the arc they are."""
     data = []
     for runs, dash, opacity, width in ((previous, "dot", 0.45, 1.5), (epochs, "solid", 1.0, 2.5)):
         x, y = [], []
@@ -141,9 +141,9 @@ def learning_rate_curve(
                          "hovertemplate": "%{y:.2g}<extra></extra>"})  # fmt: skip
     layout = grid(1, 1, (labels["learning_rate"],), image=False, title_size=16, lines=True)
     layout["xaxis"].update(title={"text": labels["epoch"]}, range=[0.5, max(num_epochs, 1) + 0.5],
-                           dtick=max(1, num_epochs // 5))  # fmt: skip
-    layout["yaxis"].update(type="log", exponentformat="power")
-    layout.update(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10}, showlegend=False)
+                           dtick=max(1, num_epochs // 10))  # fmt: skip
+    layout["yaxis"].update(rangemode="tozero", exponentformat="e", nticks=4)
+    layout.update(height=200, margin={"l": 10, "r": 10, "t": 35, "b": 10}, showlegend=False)
     return LightFigure({"data": data, "layout": layout})
 
 

@@ -234,15 +234,13 @@ def live(page, lab: TrainLab, running: bool) -> None:
             )
         }
         previous = st.session_state.get(PREVIOUS)
-        curves, rate = st.columns([3, 1])
-        with curves:
-            ui.figure(train_figures.curves(job.epochs, job.lab.num_epochs, labels, previous), key="training.curves")
-        with rate:
-            words = {"learning_rate": page.t("curve.learning_rate"), "epoch": labels["epoch"]}
-            ui.figure(
-                train_figures.learning_rate_curve(job.epochs, job.lab.num_epochs, words, previous),
-                key="training.lr_curve",
-            )
+        ui.figure(train_figures.curves(job.epochs, job.lab.num_epochs, labels, previous), key="training.curves")
+        # a short strip under the curves, on the same epoch axis: the schedule as it ran
+        words = {"learning_rate": page.t("curve.learning_rate"), "epoch": labels["epoch"]}
+        ui.figure(
+            train_figures.learning_rate_curve(job.epochs, job.lab.num_epochs, words, previous),
+            key="training.lr_curve",
+        )
         st.caption(page.t("curves_caption"))
         if job.finished and st.session_state.get(SHOWN) != job.key:
             st.session_state[SHOWN] = job.key
@@ -374,7 +372,11 @@ def operating_point(page, run) -> None:
         st.metric(
             t("mean_probability"),
             f"{point['mean_probability']:.1%}",
-            delta=f"{point['mean_probability'] - point['prevalence']:+.1%}",
+            delta=t(
+                "mean_probability.delta",
+                diff=f"{point['mean_probability'] - point['prevalence']:+.1%}",
+                prevalence=f"{point['prevalence']:.1%}",
+            ),
             delta_color="off",
             help=t("mean_probability.help", prevalence=point["prevalence"]),
         )
