@@ -7,6 +7,8 @@
   the task (goal ≥ 0.97), at the default contrast and at a harder one;
 - the default run of the external-validation and the ensemble labs, end to end (budget ≤ 30 s
   each), and how long a site-B control takes to answer once site A has trained.
+- the cost of a learning-rate schedule (warm-up + cosine) per optimizer step, against the
+  training step it rides on (should be ~0), and the default run trained with the focal loss.
 
 Usage: .venv/bin/python -m bench.training [--threads 2] [--labs-only]
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import models
 from primer.observer import ideal_observer
-from primer.train import TrainLab, fit, phantom_data, run_experiment, split
+from primer.train import TrainLab, fit, make_scheduler, phantom_data, run_experiment, split, steps_per_epoch
 
 
 def matmul_peak(seconds: float = 3.0) -> float:
@@ -79,6 +82,26 @@ def time_to_auc(lab: TrainLab, target: float = 0.95) -> tuple[float | None, list
     return (reached[0] if reached else None), history.epochs
 
 
+def schedule_cost(lab: TrainLab, repeats: int = 20) -> float:
+    """Microseconds per scheduler.step() of warm-up + cosine (SequentialLR) on the default model's
+    optimizer, over the whole default run's steps, best of `repeats`."""
+    model = models.build(lab.model, seed=0, width=lab.width)
+    config = dataclasses.replace(lab, lr_schedule="cosine", warmup_epochs=1.0).train_config()
+    per_epoch = steps_per_epoch(1400, lab.batch_size)
+    total = per_epoch * lab.num_epochs
+    best = float("inf")
+    for _ in range(repeats):
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lab.learning_rate)
+        scheduler = make_scheduler(optimizer, config, per_epoch)
+        start = time.perf_counter()
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": no optimizer steps here
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(total):
+                scheduler.step()
+        best = min(best, (time.perf_counter() - start) / total)
+    return best * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
@@ -104,6 +127,21 @@ def main() -> None:
         f"time to validation AUC >= 0.95: {seconds:.1f} s  (budget <= 10 s)"
         if seconds
         else "validation AUC never reached 0.95"
+    )
+
+    schedule_us = schedule_cost(lab)
+    step_us = lab.batch_size / images_per_s * 1e6
+    print(
+        f"learning-rate schedule (warm-up + cosine): {schedule_us:.1f} µs per step = "
+        f"{schedule_us / step_us:.4%} of a {step_us / 1000:.1f} ms training step  (should be ~0)"
+    )
+    focal_seconds, focal_epochs = time_to_auc(dataclasses.replace(lab, loss="focal"))
+    curve = ", ".join(f"{e.val_auc:.3f}@{e.seconds:.1f}s" for e in focal_epochs)
+    print(f"default setup with focal loss: validation AUC per epoch: {curve}")
+    print(
+        f"focal loss: time to validation AUC >= 0.95: {focal_seconds:.1f} s, whole run {focal_epochs[-1].seconds:.1f} s"
+        if focal_seconds
+        else f"focal loss: validation AUC never reached 0.95; whole run {focal_epochs[-1].seconds:.1f} s"
     )
 
     for contrast, epochs_needed in ((lab.contrast, lab.num_epochs), (1.0, 20)):

@@ -117,3 +117,50 @@ def image_grid(images: np.ndarray, titles: list[str], masks: np.ndarray | None =
                          "hoverinfo": "skip", "xaxis": x_name, "yaxis": y_name})  # fmt: skip
     layout.update(height=170 * rows + 30, margin={"l": 0, "r": 0, "t": 25, "b": 0})
     return LightFigure({"data": data, "layout": layout})
+
+
+LR_COLOR = "#61afef"
+
+
+def learning_rate_curve(
+    epochs: list[EpochRecord], num_epochs: int, labels: dict, previous: list[EpochRecord] | None = None
+) -> go.Figure:
+    """The learning rate of every optimizer step, on the same epoch axis as the loss curves
+    (step j of n in epoch e sits at e − ½ + j/n): a short strip drawn under them, the previous
+    run dotted behind. Linear scale: warm-up and cosine read as the ramp and the arc they are."""
+    data = []
+    for runs, dash, opacity, width in ((previous, "dot", 0.45, 1.5), (epochs, "solid", 1.0, 2.5)):
+        x, y = [], []
+        for e in runs or []:
+            n = len(e.learning_rates)
+            x += [e.epoch - 0.5 + j / n for j in range(n)]
+            y += e.learning_rates
+        if y:
+            data.append({"type": "scatter", "x": x, "y": y, "mode": "lines", "opacity": opacity,
+                         "line": {"color": LR_COLOR, "dash": dash, "width": width}, "showlegend": False,
+                         "hovertemplate": "%{y:.2g}<extra></extra>"})  # fmt: skip
+    layout = grid(1, 1, (labels["learning_rate"],), image=False, title_size=16, lines=True)
+    layout["xaxis"].update(title={"text": labels["epoch"]}, range=[0.5, max(num_epochs, 1) + 0.5],
+                           dtick=max(1, num_epochs // 10))  # fmt: skip
+    layout["yaxis"].update(rangemode="tozero", exponentformat="e", nticks=4)
+    layout.update(height=200, margin={"l": 10, "r": 10, "t": 35, "b": 10}, showlegend=False)
+    return LightFigure({"data": data, "layout": layout})
+
+
+def reliability(bins, labels: dict) -> go.Figure:
+    """Reliability diagram of the test set: observed share of positives against the mean
+    predicted probability in each of ten bins, the diagonal for a calibrated model."""
+    filled = bins.counts > 0
+    data = [
+        {"type": "scatter", "x": [0, 1], "y": [0, 1], "mode": "lines", "name": labels["perfect"],
+         "line": {"color": "gray", "dash": "dash", "width": 1}},
+        {"type": "scatter", "x": bins.mean_predicted[filled], "y": bins.observed_frequency[filled],
+         "mode": "lines+markers", "name": labels["model"], "customdata": bins.counts[filled],
+         "line": {"color": AUC_COLOR, "width": 2}, "marker": {"size": 8},
+         "hovertemplate": "p̄=%{x:.2f}, obs=%{y:.2f}, n=%{customdata}<extra></extra>"},
+    ]  # fmt: skip
+    layout = grid(1, 1, (), image=False, lines=True)
+    layout["xaxis"].update(title={"text": labels["predicted"]}, range=[0, 1], dtick=0.2)
+    layout["yaxis"].update(title={"text": labels["observed"]}, range=[-0.02, 1.02], dtick=0.2)
+    layout.update(height=280, margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "h", "y": -0.3})
+    return LightFigure({"data": data, "layout": layout})

@@ -170,3 +170,35 @@ def test_ensemble_trains_each_member_and_draws_the_results():
     body = texts(at)
     assert "TTA changes model 1's AUC" in body
     assert "Wrong calls" in body or "called every test image right" in body
+
+
+def test_schedule_loss_and_prevalence_controls_render_and_a_short_run_finishes():
+    at = run_page(PAGE)
+    assert_no_exception(at)
+    keys = {w.key for w in at.select_slider if w.key}
+    assert {"train.prevalence", "train.warmup_epochs"} <= keys
+    assert at.button_group(key="train.lr_schedule").value == "constant"
+    assert at.button_group(key="train.loss").value == "cross_entropy"
+    query = {**TINY, "train.lr_schedule": "cosine", "train.warmup_epochs": "1.0", "train.loss": "weighted",
+             "train.prevalence": "0.2"}  # fmt: skip
+    at = run_page(PAGE, query=query)
+    at.button(key="training.train").click().run()
+    job = wait_for_job(at, timeout=1200)  # generous: a shared, busy CPU
+    assert job.state == "done", job.error
+    at.run()
+    assert_no_exception(at)
+    rates = job.result.history.learning_rates
+    assert rates[0] < rates[len(rates) // 2] and rates[-1] < rates[len(rates) // 2]  # warm-up, then decay
+    assert job.result.sizes["train"]["positives"] < 0.3 * job.result.sizes["train"]["images"]
+    metrics = {m.label: m.value for m in at.metric}
+    point = job.result.test_labels, job.result.test_probs
+    assert metrics["Sensitivity"] == f"{(point[1][point[0] == 1, 1] >= 0.5).mean():.1%}"
+    assert "Mean predicted probability" in metrics
+    assert len(at.get("plotly_chart")) >= 6  # preview, curves, learning rate, confusion, reliability, examples
+
+
+def test_too_few_positives_are_explained_not_run():
+    at = run_page(PAGE, query={"train.num_images": "500", "train.prevalence": "0.02"})
+    assert_no_exception(at)
+    assert any("at least 20 of each class" in e.value for e in at.error)
+    assert not any(b.key == "training.train" for b in at.button)

@@ -42,6 +42,8 @@ if not ui.presenting():
         "loss",
         "gradient_descent",
         "learning_rate",
+        "schedules",
+        "imbalance_loss",
         "batch_epoch",
         "fitting",
         "regularization",

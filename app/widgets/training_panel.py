@@ -30,6 +30,9 @@ JOB, PREVIOUS, SHOWN, OWN, CV_JOB = (
     "training.cv_job",
 )
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 2.0]
+PREVALENCES = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5]  # screening-like rarity up to the balanced default
+MIN_CLASS_PATIENTS = 20  # per class: fewer leave a validation or test set (15% each) with about 3 or none
+WARMUP_EPOCHS = [0.0, 0.5, 1.0, 2.0, 3.0, 5.0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,6 +55,7 @@ def controls(page, lab) -> None:
             options=[0, 50, 100, 150, 300, 600, 1000],
             format_func=lambda v: t("all") if v == 0 else str(v),
         )
+        lab.select_slider("prevalence", "prevalence", options=PREVALENCES, format_func=lambda v: f"{v:.0%}")
     with st.expander(t("group.model"), expanded=False, icon=":material/account_tree:"):
         names = models.names("classifier")
         lab.selectbox("model", "model", options=names, format_func=lambda n: ui.bi(models.spec(n).title))
@@ -66,6 +70,21 @@ def controls(page, lab) -> None:
         )
         lab.select_slider("batch_size", "batch_size", options=[8, 16, 32, 64, 128, 256])
         lab.slider("num_epochs", "num_epochs", min_value=1, max_value=40)
+        lab.segmented(
+            "lr_schedule",
+            "lr_schedule",
+            options=["constant", "step", "cosine"],
+            format_func=lambda v: t(f"schedule.{v}"),
+        )
+        lab.select_slider(
+            "warmup_epochs",
+            "warmup_epochs",
+            options=WARMUP_EPOCHS,
+            format_func=lambda v: t("off") if v == 0 else f"{v:g}",
+        )
+        lab.segmented(
+            "loss", "loss", options=["cross_entropy", "weighted", "focal"], format_func=lambda v: t(f"loss.{v}")
+        )
     with st.expander(t("group.regularization"), expanded=False, icon=":material/tune:"):
         lab.select_slider(
             "weight_decay", "weight_decay", options=[0.0, 1e-4, 1e-3, 1e-2, 0.1], format_func=lambda v: f"{v:g}"
@@ -214,9 +233,13 @@ def live(page, lab: TrainLab, running: bool) -> None:
                 "previous",
             )
         }
+        previous = st.session_state.get(PREVIOUS)
+        ui.figure(train_figures.curves(job.epochs, job.lab.num_epochs, labels, previous), key="training.curves")
+        # a short strip under the curves, on the same epoch axis: the schedule as it ran
+        words = {"learning_rate": page.t("curve.learning_rate"), "epoch": labels["epoch"]}
         ui.figure(
-            train_figures.curves(job.epochs, job.lab.num_epochs, labels, st.session_state.get(PREVIOUS)),
-            key="training.curves",
+            train_figures.learning_rate_curve(job.epochs, job.lab.num_epochs, words, previous),
+            key="training.lr_curve",
         )
         st.caption(page.t("curves_caption"))
         if job.finished and st.session_state.get(SHOWN) != job.key:
@@ -258,8 +281,11 @@ def problem(lab: TrainLab) -> str | None:
         own = own_data()
         if own is not None and len(own[0].classes) != 2:
             return "problem.pretrained_classes"
-    if lab.images_per_patient > 1 and lab.num_images // lab.images_per_patient < 40:
+    patients = lab.num_images // lab.images_per_patient
+    if lab.images_per_patient > 1 and patients < 40:
         return "problem.too_few_patients"
+    if own_data() is None and min(lab.prevalence, 1 - lab.prevalence) * patients < MIN_CLASS_PATIENTS:
+        return "problem.too_few_positives"
     return None
 
 
@@ -315,8 +341,55 @@ def results(page) -> None:
         ]
         st.dataframe(rows, hide_index=True, width="stretch")
         st.caption(t("split_caption"))
+    if run.num_classes == 2:
+        operating_point(page, run)
     examples(page, job)
     downloads(page, run)
+
+
+def operating_point(page, run) -> None:
+    """Sensitivity and specificity at the 0.5 threshold, the mean predicted probability against
+    the true share of positives, and a reliability diagram: what class imbalance and a weighted
+    loss change, beyond the AUC."""
+    from primer.metrics import reliability_bins
+    from primer.train import operating_point as at_threshold
+
+    t = page.t
+    point = at_threshold(run.test_labels, run.test_probs)
+    left, right = st.columns([1, 1.4])
+    with left:
+        st.markdown(f"**{t('operating_point')}**")
+        st.metric(
+            t("sensitivity"),
+            percent(point["sensitivity"]),
+            help=t("sensitivity.help", tp=point["tp"], positives=point["tp"] + point["fn"]),
+        )
+        st.metric(
+            t("specificity"),
+            percent(point["specificity"]),
+            help=t("specificity.help", tn=point["tn"], negatives=point["tn"] + point["fp"]),
+        )
+        st.metric(
+            t("mean_probability"),
+            f"{point['mean_probability']:.1%}",
+            delta=t(
+                "mean_probability.delta",
+                diff=f"{point['mean_probability'] - point['prevalence']:+.1%}",
+                prevalence=f"{point['prevalence']:.1%}",
+            ),
+            delta_color="off",
+            help=t("mean_probability.help", prevalence=point["prevalence"]),
+        )
+    with right:
+        st.markdown(f"**{t('calibration')}**")
+        words = {k: t(f"reliability.{k}") for k in ("perfect", "model", "predicted", "observed")}
+        bins = reliability_bins(run.test_labels, run.test_probs[:, 1].astype(np.float64))
+        ui.figure(train_figures.reliability(bins, words), key="training.reliability", height=280)
+        st.caption(t("calibration_caption"))
+
+
+def percent(value: float) -> str:
+    return "—" if not np.isfinite(value) else f"{value:.1%}"
 
 
 def examples(page, job) -> None:
