@@ -225,14 +225,14 @@ def test_scaling_lab_and_the_accuracy_flops_figure(page):
     from primer import scaling
 
     assert page.session_state["scale.mode"] == "compound"
-    chosen = scaling.scaled_variant("resnet_small", "compound", 2)
+    chosen = scaling.scaled_variant("resnet_small", "compound", 1)
     assert f"{chosen.flops / 1e6:.1f} M" in [m.value for m in page.metric if m.label == "FLOPs per image"]
-    assert metric(page, "Input") == "42 px"
+    assert metric(page, "Input") == "37 px"
     frontier = figure_text(page, "frontier.chart")
     assert "not trained yet" in frontier and "No AUC yet" in frontier  # nothing raced: FLOPs only
     page.segmented_control(key="scale.mode").set_value("resolution").run()
     assert_no_exception(page)
-    assert metric(page, "Input") == "42 px" and metric(page, "Blocks per stage") == "2"
+    assert metric(page, "Input") == "37 px" and metric(page, "Blocks per stage") == "2"
     page.slider(key="scale.phi").set_value(4).run()
     assert metric(page, "Input") == "56 px"
     assert "Resolution only" in figure_text(page, "scale.flops_chart")

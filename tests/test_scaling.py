@@ -193,8 +193,10 @@ def test_the_numbers_the_presets_and_the_lesson_state():
     def ratio(base, mode, phi):
         return scaling.scaled_variant(base, mode, phi).flops / scaling.scaled_variant(base, mode, 0).flops
 
-    lab = ScaleLab()
-    dims = lab.dims()
+    dims = ScaleLab().dims()  # the default: compound, φ = 1
+    say("compound1", f"{dims.depth} blocks", f"{dims.width} channels", f"{dims.resolution} px", "2.4 blocks")
+    say("compound1", f"{ratio('resnet_small', 'compound', 1):.2f} times", f"ideal {1.92027:.2f}")
+    dims = scaling.scaled_dims("compound", 2)
     say("compound", f"{dims.depth} blocks", f"{dims.width} channels", f"{dims.resolution} px")
     say("compound", f"{ratio('resnet_small', 'compound', 2):.1f} times", f"1.92² gives {1.92027**2:.1f}", "2.88")
     assert round(2 * ALPHA**2, 2) == 2.88
