@@ -3,13 +3,15 @@
 - the U-Net reaches Dice ≥ 0.8 on the default segmentation phantoms within 60 s of training;
 - the live one-stage detector reaches AP@0.5 ≥ 0.8 within 60 s of training;
 - the race of three classification models (the race lab's default) finishes within 60 s;
+- the scaling lab: its FLOPs table (every mode × φ, counted by torch) and its default run (compound
+  φ = 1, 500 phantoms resized to 37 px, 6 epochs) within 30 s;
 - for the record: the generative models' training times, the shipped two-stage model's metrics,
   and the page's script time for a slider change (AppTest, server side; no browser);
 - the four-tasks lab's segmenter choices: the dilated segmenter's default run beside the
   U-Net's, each loss's Dice and unsure share, and the time to evaluate the two-stage model's
   box AP on the whole test set (what the page computes, once per setting, without training).
 
-Usage: .venv/bin/python -m bench.architectures [--threads 2] [--skip-page]
+Usage: .venv/bin/python -m bench.architectures [--threads 2] [--skip-page] [--only scaling] [--gan-only] [--only-tasks]
 Timings depend on what else the machine runs: the load average is printed with them.
 """
 
@@ -106,6 +108,34 @@ def bench_race() -> None:
     print(f"race of {len(lab.chosen())} ({', '.join(lab.chosen())}): {total:.1f} s end to end ({verdict}, budget 60 s)")
 
 
+def bench_scaling() -> None:
+    from primer import scaling
+
+    start = time.perf_counter()
+    table = scaling.scaling_table("resnet_small")
+    print(
+        f"scaling lab FLOPs table: {len(table)} variants built and counted by torch in {time.perf_counter() - start:.2f} s"
+    )
+    for mode in scaling.MODES:
+        line = [v for v in table if v.mode == mode]
+        steps = " ".join(f"{b.flops / a.flops:.2f}" for a, b in zip(line, line[1:], strict=False))
+        mean = (line[-1].flops / line[0].flops) ** (1 / scaling.MAX_PHI)
+        print(
+            f"  {mode}: FLOPs ratio per φ step {steps}; mean {mean:.3f} (ideal {scaling.ideal_flops_ratio(mode):.3f})"
+        )
+    lab = scaling.ScaleLab()
+    start = time.perf_counter()
+    run = scaling.train_scaled(lab)
+    total = time.perf_counter() - start
+    verdict = "within budget" if total <= 30 else "OVER BUDGET"
+    dims = run.variant.dims
+    print(
+        f"scaling lab default run ({lab.base}, {lab.mode} φ = {lab.phi}: {dims.depth} blocks/stage, {dims.width} channels, "
+        f"{dims.resolution} px, {run.variant.flops / 1e6:.1f} MFLOPs): {total:.1f} s end to end, {run.seconds:.1f} s training "
+        f"({verdict}, budget 30 s); val AUC per epoch {' '.join(f'{a:.3f}' for a in run.val_auc)}, test AUC {run.test_auc:.3f}"
+    )
+
+
 def bench_generative() -> None:
     from primer import generative as gen
 
@@ -195,22 +225,26 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", nargs="*", default=SEGMENTER_RUNS, help="segmenter:loss runs, e.g. dilated:dice_ce")
     parser.add_argument("--skip-two-stage-ap", action="store_true")
     parser.add_argument("--gan-only", action="store_true", help="only the GAN lab's runs")
+    parser.add_argument("--only", choices=["scaling"], help="run one part alone")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"torch threads {args.threads}; {load()}")
-    if args.only_tasks or args.gan_only:
+    if args.only_tasks or args.gan_only or args.only:
         if args.only_tasks:
             bench_segmenters(args.runs)
             if not args.skip_two_stage_ap:
                 bench_two_stage_ap()
         if args.gan_only:
             bench_gan()
+        if args.only == "scaling":
+            bench_scaling()
         print(f"done; {load()}")
         return
     bench_tasks()
     bench_segmenters()
     bench_two_stage_ap()
     bench_race()
+    bench_scaling()
     bench_generative()
     bench_gan()
     bench_two_stage()

@@ -244,6 +244,143 @@ def gradient_flow_chart(flows, names: dict[str, str], labels: dict[str, str]) ->
     return fig
 
 
+def accuracy_flops_chart(points, scaled, names: dict[str, str], labels: dict[str, str]) -> go.Figure:
+    """Validation AUC against forward FLOPs (log axis) for every registered classifier. Designs
+    raced this session are filled bubbles (area ∝ parameters); the others sit as open markers
+    on a strip below, FLOPs only, until they are raced. `scaled` adds the scaling lab's trained
+    variants as diamonds. Only measured AUCs are drawn: nothing is filled in."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.8, 0.2], vertical_spacing=0.04)
+    largest = max((p.params for p in [*points, *scaled]), default=1)
+    raced = [p for p in points if p.val_auc is not None]
+    waiting = [p for p in points if p.val_auc is None]
+
+    def hover(p, name):
+        auc = f"<br>{labels['val_auc']}: {p.val_auc:.3f}" if p.val_auc is not None else ""
+        return (
+            f"{name}<br>{labels['flops']}: {p.flops / 1e6:.1f} M<br>{labels['params']}: {p.params:,}"
+            f"<br>{labels['input']}: {p.resolution} px{auc}<extra></extra>"
+        )
+
+    for i, p in enumerate(raced):
+        name = names.get(p.model, p.model)
+        fig.add_trace(
+            go.Scatter(
+                x=[p.flops],
+                y=[p.val_auc],
+                mode="markers+text",
+                marker=dict(size=12 + 30 * np.sqrt(p.params / largest), color=PALETTE[i % len(PALETTE)], opacity=0.6),
+                text=[name],
+                textposition="top center",
+                name=name,
+                hovertemplate=hover(p, name),
+            ),
+            row=1,
+            col=1,
+        )
+    if scaled:
+        fig.add_trace(
+            go.Scatter(
+                x=[p.flops for p in scaled],
+                y=[p.val_auc for p in scaled],
+                mode="markers+text",
+                marker=dict(symbol="diamond", size=13, color="#ff7f0e", line=dict(color="#333", width=1)),
+                text=[p.label for p in scaled],
+                textposition="bottom center",
+                name=labels["scaled"],
+                hovertemplate=[hover(p, p.label) for p in scaled],
+            ),
+            row=1,
+            col=1,
+        )
+    if waiting:
+        fig.add_trace(
+            go.Scatter(
+                x=[p.flops for p in waiting],
+                y=[0.0] * len(waiting),
+                mode="markers",
+                marker=dict(symbol="circle-open", size=12, color="#757575", line=dict(width=2)),
+                name=labels["not_raced"],
+                hovertemplate=[hover(p, names.get(p.model, p.model)) for p in waiting],
+            ),
+            row=2,
+            col=1,
+        )
+    flops = [p.flops for p in [*points, *scaled]]
+    span = [np.log10(min(flops) / 1.6), np.log10(max(flops) * 1.6)] if flops else None  # log axes take log10 ranges
+    fig.update_xaxes(type="log", range=span, row=1, col=1)
+    fig.update_xaxes(type="log", range=span, title_text=labels["flops_axis"], row=2, col=1)
+    aucs = [p.val_auc for p in [*raced, *scaled] if p.val_auc is not None and np.isfinite(p.val_auc)]
+    low = min([0.45, *(a - 0.05 for a in aucs)])  # AUC lives in [0.5, 1]: keep chance in view
+    fig.update_yaxes(title_text=labels["val_auc"], range=[low, 1.02], row=1, col=1)
+    fig.update_yaxes(showticklabels=False, range=[-1, 1], title_text=labels["strip"], row=2, col=1)
+    if not raced and not scaled:
+        fig.add_annotation(
+            text=labels["invite"], xref="paper", yref="paper", x=0.5, y=0.6, showarrow=False, font=dict(size=14)
+        )
+    fig.update_layout(height=480, margin=dict(l=60, r=20, t=20, b=50), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def scaling_flops_chart(
+    variants, ideal: dict[str, float], chosen: tuple[str, int], mode_names: dict[str, str], labels: dict[str, str]
+) -> go.Figure:
+    """FLOPs relative to the base (log axis) against φ, one line per scaling mode as torch
+    counts them, beside the dotted ideal (ratio per step)^φ; the chosen variant is circled."""
+    fig = go.Figure()
+    base = next(v.flops for v in variants if v.phi == 0)
+    for i, mode in enumerate(mode_names):
+        color = PALETTE[i % len(PALETTE)]
+        line = sorted((v for v in variants if v.mode == mode), key=lambda v: v.phi)
+        phis = [v.phi for v in line]
+        fig.add_trace(
+            go.Scatter(
+                x=phis,
+                y=[v.flops / base for v in line],
+                mode="lines+markers",
+                line=dict(color=color, width=2),
+                name=mode_names[mode],
+                legendgroup=mode,
+                customdata=[[v.dims.depth, v.dims.width, v.dims.resolution, v.flops / 1e6] for v in line],
+                hovertemplate=(
+                    f"{mode_names[mode]}<br>φ = %{{x}}<br>{labels['depth']}: %{{customdata[0]}}"
+                    f"<br>{labels['width']}: %{{customdata[1]}}<br>{labels['resolution']}: %{{customdata[2]}} px"
+                    f"<br>{labels['flops']}: %{{customdata[3]:.1f}} M (× %{{y:.2f}})<extra></extra>"
+                ),
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=phis,
+                y=[ideal[mode] ** phi for phi in phis],
+                mode="lines",
+                line=dict(color=color, width=1, dash="dot"),
+                showlegend=False,
+                legendgroup=mode,
+                hoverinfo="skip",
+            )
+        )
+    mode, phi = chosen
+    pick = next(v for v in variants if v.mode == mode and v.phi == phi)
+    fig.add_trace(
+        go.Scatter(
+            x=[phi],
+            y=[pick.flops / base],
+            mode="markers",
+            marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(color="#000", width=2)),
+            showlegend=False,
+            hoverinfo="skip",
+        )
+    )
+    fig.update_layout(
+        xaxis=dict(title=labels["phi"], dtick=1),
+        yaxis=dict(title=labels["ratio"], type="log"),
+        height=380,
+        margin=dict(l=60, r=20, t=20, b=50),
+        legend=dict(orientation="h", y=-0.25),
+    )
+    return fig
+
+
 def training_curves(histories: dict[str, Sequence], labels: dict[str, str], total_epochs: int) -> go.Figure:
     """Loss and score per epoch for the live task models (score: Dice or AP, or PSNR)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=(labels["loss"], labels["score"]))

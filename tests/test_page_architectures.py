@@ -307,3 +307,47 @@ def test_gan_lab_trains_through_the_queue_and_draws_its_figures():
     assert metrics["Sample diversity (real = 1)"] == f"{run.report.diversity:.2f}"
     assert metrics["Patches with a lesion"] == f"{run.report.lesion_share:.0%}"
     assert "new samples against" in captions(at)
+
+
+def test_scaling_lab_and_the_accuracy_flops_figure(page):
+    from primer import scaling
+
+    assert page.session_state["scale.mode"] == "compound"
+    chosen = scaling.scaled_variant("resnet_small", "compound", 1)
+    assert f"{chosen.flops / 1e6:.1f} M" in [m.value for m in page.metric if m.label == "FLOPs per image"]
+    assert metric(page, "Input") == "37 px"
+    frontier = figure_text(page, "frontier.chart")
+    assert "not trained yet" in frontier and "No AUC yet" in frontier  # nothing raced: FLOPs only
+    page.segmented_control(key="scale.mode").set_value("resolution").run()
+    assert_no_exception(page)
+    assert metric(page, "Input") == "37 px" and metric(page, "Blocks per stage") == "2"
+    page.slider(key="scale.phi").set_value(4).run()
+    assert metric(page, "Input") == "56 px"
+    assert "Resolution only" in figure_text(page, "scale.flops_chart")
+
+
+def test_accuracy_flops_figure_uses_the_race_and_the_scaled_runs():
+    from primer import scaling
+    from primer.scaling import ScaleLab
+
+    race = [
+        SimpleNamespace(
+            key="plain_cnn",
+            lab=TrainLab(model="plain_cnn"),
+            epochs=[EpochRecord(1, 0.6, 0.7, 0.5, 0.8, 0.875, 2.0)],
+            state="done",
+            finished=True,
+            progress=1.0,
+            result=SimpleNamespace(seconds=2.0, test_auc=0.87, test_accuracy=0.8),
+        )
+    ]
+    lab = ScaleLab(mode="width", phi=1)
+    variant = scaling.scaled_variant(lab.base, lab.mode, lab.phi)
+    run = scaling.ScaleRun(lab, variant, (0.5, 0.625), 0.6, 3.0)
+    at = run_page(PAGE, state={"arch.race": race, "arch.scale": [done(scaling.run_key(lab), [], run)]}, timeout=300)
+    assert_no_exception(at)
+    chart = json.loads(next(c for c in at.get("plotly_chart") if "frontier.chart" in c.proto.id).proto.spec)
+    aucs = sorted(y for trace in chart["data"] for y in trace.get("y", []) if y)
+    assert aucs == [0.625, 0.875]
+    assert "Residual, Width only, φ = 1" in json.dumps(chart, ensure_ascii=False)
+    assert "Width only, φ = 1 (32 px input): validation AUC 0.625" in captions(at)

@@ -5,7 +5,7 @@ primer.architectures_figures; lab UIs: app/widgets/arch_*.py."""
 import streamlit as st
 
 from app import ui
-from app.widgets import arch_blocks, arch_generative, arch_tasks
+from app.widgets import arch_blocks, arch_generative, arch_scaling, arch_tasks
 
 page = ui.ChapterPage("architectures")
 T = page.t
@@ -26,6 +26,11 @@ arch_blocks.race_lab(page)
 st.subheader(T("degrade.title"))
 page.lesson("degradation", expanded=False)
 arch_blocks.degrade_lab(page)
+st.subheader(T("scale.title"))
+page.lesson("scaling", expanded=False)
+arch_scaling.scale_lab(page)
+st.subheader(T("frontier.title"))
+arch_scaling.frontier(page)
 
 # 2. Four tasks on one image
 st.header(T("section.tasks"))

@@ -474,7 +474,8 @@ def feature_space(ctx) -> None:
 
 context = model_context()
 page.lesson("why")
-page.lesson("methods", expanded=False)
+page.lesson("methods")
+page.lesson("methods_more", expanded=False)
 st.header(T("attrib.title"))
 explorer(context)
 st.header(T("pointing.title"))
