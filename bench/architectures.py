@@ -4,7 +4,7 @@
 - the live one-stage detector reaches AP@0.5 ≥ 0.8 within 60 s of training;
 - the race of three classification models (the race lab's default) finishes within 60 s;
 - the scaling lab: its FLOPs table (every mode × φ, counted by torch) and its default run (compound
-  φ = 1, 500 phantoms resized to 37 px, 6 epochs) within 30 s;
+  φ = 1, 2,000 phantoms resized to 37 px, 6 epochs) within 30 s;
 - for the record: the generative models' training times, the shipped two-stage model's metrics,
   and the page's script time for a slider change (AppTest, server side; no browser);
 - the four-tasks lab's segmenter choices: the dilated segmenter's default run beside the
