@@ -1,17 +1,17 @@
 """Future directions: domain shift, federated learning, uncertainty, self-supervised pretraining,
 vision transformers and subgroup performance, each a live lab; then what deployment takes."""
 
-import streamlit as st
-
 from app import ui
 
 page = ui.ChapterPage("future")
 page.lesson("intro")
 
-# Each lab is one widget module (app/widgets/future_*.py) with its core in primer/; a lab draws
-# its own subheader, lessons (collapsed) and controls.
-
-if not ui.presenting():
-    st.header(page.t("deployment_header"))
-page.lesson("deployment", expanded=False)
+# Each lab is one widget module (app/widgets/future_*.py, core in primer/future_*.py) that draws
+# its own subheader, intro, presets, controls, results and (collapsed) lessons, in this order:
+# SLOT shift
+# SLOT federated
+# SLOT uncertainty
+# SLOT selfsup
+# SLOT vit
+# SLOT fairness
 page.quiz()
