@@ -54,7 +54,7 @@ def chapters() -> tuple[Chapter, ...]:
     found = []
     for path in sorted(LESSONS_DIR.glob("*/chapter.yaml")):
         data = read_yaml(path)
-        labs = tuple(Lab(id=lab["id"], title=lab["title"], what=lab["what"]) for lab in data.get("labs", []))
+        labs = tuple(Lab(id=lab["id"], title=lab["title"], what=lab["what"]) for lab in data.get("labs") or ())
         found.append(
             Chapter(
                 id=path.parent.name,

@@ -186,23 +186,38 @@ def stop() -> None:
         job.release()
 
 
+def run_buttons(t, key: str, *, label: str, on_train, train_args: tuple, on_stop, stop_args: tuple, running: bool):
+    """A lab's Train and Stop buttons in the first two of three columns; returns the columns (the
+    third is for a caption). Every training lab of the app uses this one row."""
+    cols = st.columns(3)
+    cols[0].button(
+        label,
+        type="primary",
+        icon=":material/play_arrow:",
+        on_click=on_train,
+        args=train_args,
+        disabled=running,
+        width="stretch",
+        key=f"{key}.train",
+    )
+    cols[1].button(
+        t("stop"),
+        icon=":material/stop:",
+        on_click=on_stop,
+        args=stop_args,
+        disabled=not running,
+        width="stretch",
+        key=f"{key}.stop",
+    )
+    return cols
+
+
 def run_panel(page, lab: TrainLab) -> None:
     t = page.t
     job = st.session_state.get(JOB)
     running = job is not None and not job.finished
-    cols = st.columns(3)
-    cols[0].button(
-        t("train"),
-        type="primary",
-        icon=":material/play_arrow:",
-        on_click=start,
-        args=(lab,),
-        disabled=running,
-        width="stretch",
-        key="training.train",
-    )
-    cols[1].button(
-        t("stop"), icon=":material/stop:", on_click=stop, disabled=not running, width="stretch", key="training.stop"
+    cols = run_buttons(
+        t, "training", label=t("train"), on_train=start, train_args=(lab,), on_stop=stop, stop_args=(), running=running
     )
     if job is not None and not running and asdict(job.lab) != asdict(lab):
         cols[2].caption(t("settings_changed"))

@@ -11,6 +11,7 @@ import streamlit as st
 
 from app import ui
 from app.widgets import arch_jobs
+from app.widgets import training_panel as panel
 from primer import metrics_figures, train_figures
 from primer import validation as val
 from primer import validation_figures as vfigs
@@ -100,25 +101,15 @@ def external_validation_lab(page) -> None:
     with results:
         job = st.session_state.get(EXTVAL_JOB)
         running = job is not None and not job.finished
-        cols = st.columns(3)
-        cols[0].button(
-            t("extval.train"),
-            type="primary",
-            icon=":material/play_arrow:",
-            on_click=start_site_a,
-            args=(state,),
-            disabled=running,
-            key="training.extval.train",
-            width="stretch",
-        )
-        cols[1].button(
-            t("stop"),
-            icon=":material/stop:",
-            on_click=stop,
-            args=([job] if job else [],),
-            disabled=not running,
-            key="training.extval.stop",
-            width="stretch",
+        panel.run_buttons(
+            t,
+            "training.extval",
+            label=t("extval.train"),
+            on_train=start_site_a,
+            train_args=(state,),
+            on_stop=stop,
+            stop_args=([job] if job else [],),
+            running=running,
         )
         if job is None:
             st.info(t("extval.idle"))
@@ -238,25 +229,15 @@ def ensemble_lab(page) -> None:
     jobs = st.session_state.get(ENSEMBLE_JOBS) or []
     with results:
         running = any(not job.finished for job in jobs)
-        cols = st.columns(3)
-        cols[0].button(
-            t("ensemble.train", k=state.num_models),
-            type="primary",
-            icon=":material/play_arrow:",
-            on_click=start_members,
-            args=(state,),
-            disabled=running,
-            key="training.ensemble.train",
-            width="stretch",
-        )
-        cols[1].button(
-            t("stop"),
-            icon=":material/stop:",
-            on_click=stop,
-            args=(jobs,),
-            disabled=not running,
-            key="training.ensemble.stop",
-            width="stretch",
+        panel.run_buttons(
+            t,
+            "training.ensemble",
+            label=t("ensemble.train", k=state.num_models),
+            on_train=start_members,
+            train_args=(state,),
+            on_stop=stop,
+            stop_args=(jobs,),
+            running=running,
         )
         if not jobs:
             st.info(t("ensemble.idle"))
