@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
-from primer import content, i18n, labstate
+from primer import content, i18n, labstate, storage
 from primer import quiz as quiz_core
 from primer.progress import Progress
 from primer.text import markdown_literal as literal  # noqa: F401 - pages write ui.literal(...)
@@ -63,9 +63,155 @@ def presenting() -> bool:
 
 
 def progress() -> Progress:
+    """This session's progress: restored from the database when the address carries a learner code."""
     if "progress" not in st.session_state:
         st.session_state["progress"] = Progress()
+        code = storage.normalise_code(st.query_params.get(LEARNER, ""))
+        if code:
+            st.session_state[LEARNER] = code
+            st.session_state[RESTORE] = True  # sync() loads it (now, or when the database is back)
+            sync()
     return st.session_state["progress"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress that survives the tab: an anonymous learner code and the database (primer.storage)
+
+LEARNER, PENDING, RESTORE, STATUS = "learner", "progress.pending", "progress.restore", "progress.status"
+
+
+@st.cache_resource  # one engine (and connection pool) per process, shared by every session
+def _store() -> storage.Store | None:
+    try:
+        return storage.Store()
+    except Exception:  # a malformed PRIMER_DATABASE_URL: the app runs, progress is not saved
+        return None
+
+
+def learner_code() -> str | None:
+    return st.session_state.get(LEARNER)
+
+
+def storage_status() -> str:
+    """ "saved", "idle" (nothing to save yet), "unknown_code", or a StorageError code (not saved)."""
+    return st.session_state.get(STATUS, "idle")
+
+
+def remember(op: tuple) -> None:
+    """Queue one change of this session's progress for the database and try to write it now.
+    While the database is down the queue grows; the next successful sync writes it in order."""
+    st.session_state.setdefault(PENDING, []).append(op)
+    sync()
+
+
+def sync() -> None:
+    """Write what is pending (creating the learner code on the first change), and finish a
+    restore that could not run earlier. Never raises: a failure is kept in storage_status()."""
+    store = _store()
+    pending = st.session_state.get(PENDING, [])
+    if store is None:
+        st.session_state[STATUS] = "unavailable"
+        return
+    try:
+        code = learner_code()
+        if st.session_state.get(RESTORE) and code:
+            stored = store.load(code)
+            st.session_state[RESTORE] = False
+            if stored is None:
+                st.session_state[STATUS] = "unknown_code"
+                st.session_state[LEARNER] = code = None
+                st.query_params.pop(LEARNER, None)
+            else:
+                _merge_under(stored, st.session_state["progress"])
+                st.session_state["progress"] = stored
+                st.session_state["progress_generation"] = st.session_state.get("progress_generation", 0) + 1
+                st.session_state[STATUS] = "saved"
+        if not pending:
+            return
+        if code is None:
+            code = store.new_learner()
+            st.session_state[LEARNER] = code
+        for op in list(pending):
+            kind, *args = op
+            if kind == "read":
+                store.mark_read(code, *args)
+            elif kind == "answer":
+                store.record_answer(code, *args)
+            elif kind == "all":
+                store.save(code, Progress.from_json(args[0]))
+            pending.pop(0)
+        st.session_state[STATUS] = "saved"
+    except storage.StorageError as exc:
+        st.session_state[STATUS] = exc.code
+
+
+def _merge_under(stored: Progress, session: Progress) -> None:
+    """Add what this session did (while the database was unreachable) on top of the stored progress."""
+    for chapter, ids in session.lessons_read.items():
+        for lesson in ids:
+            stored.mark_read(chapter, lesson)
+    for chapter, given in session.answers.items():
+        for question, correct in given.items():
+            stored.record_answer(chapter, question, correct)
+
+
+def use_learner_code(text: str) -> str:
+    """Continue from a code typed on another device: "ok", "bad_code", "unknown_code", "too_many"
+    or a StorageError code. Five tries a minute per session keep guessing pointless."""
+    now = __import__("time").monotonic()
+    tries = [t_ for t_ in st.session_state.get("progress.code_tries", []) if now - t_ < 60]
+    if len(tries) >= 5:
+        return "too_many"
+    st.session_state["progress.code_tries"] = [*tries, now]
+    code = storage.normalise_code(text)
+    if code is None:
+        return "bad_code"
+    store = _store()
+    if store is None:
+        return "unavailable"
+    try:
+        stored = store.load(code)
+    except storage.StorageError as exc:
+        return exc.code
+    if stored is None:
+        return "unknown_code"
+    st.session_state.update({LEARNER: code, PENDING: [], RESTORE: False, STATUS: "saved", "progress": stored})
+    st.session_state["progress_generation"] = st.session_state.get("progress_generation", 0) + 1
+    return "ok"
+
+
+def forget_me() -> str:
+    """Delete this learner's rows and start afresh: "ok" or a StorageError code."""
+    code, store = learner_code(), _store()
+    if code is not None:
+        if store is None:
+            return "unavailable"
+        try:
+            store.forget(code)
+        except storage.StorageError as exc:
+            return exc.code
+    st.session_state.update({LEARNER: None, PENDING: [], RESTORE: False, STATUS: "idle", "progress": Progress()})
+    st.session_state["progress_generation"] = st.session_state.get("progress_generation", 0) + 1
+    st.query_params.pop(LEARNER, None)
+    return "ok"
+
+
+def learner_sidebar() -> None:
+    """Keep the code in the address on every page, and say whether progress is being saved."""
+    progress()
+    if st.session_state.get(PENDING):
+        sync()  # the database may be back
+    code = learner_code()
+    if code:
+        st.query_params[LEARNER] = code
+    status = storage_status()
+    with st.sidebar:
+        if status == "saved" and code:
+            st.caption(t("learner.saved", code=code))
+        elif status == "unknown_code":
+            st.warning(t("learner.unknown_code"), icon=":material/help:")
+        elif status not in ("saved", "idle"):
+            st.warning(t("learner.not_saved"), icon=":material/cloud_off:")
 
 
 def sidebar() -> None:
@@ -83,6 +229,7 @@ def sidebar() -> None:
         st.toggle(t("ui.instructor_mode"), key="instructor", help=t("ui.instructor_mode_help"), **URL_STATE)
         if instructor():
             st.toggle(t("ui.presentation_mode"), key="present", help=t("ui.presentation_mode_help"), **URL_STATE)
+    learner_sidebar()
     if presenting():
         st.html(PRESENTATION_CSS)
 
@@ -194,6 +341,7 @@ def render_lesson(chapter_id: str, item: content.Lesson, *, expanded: bool = Tru
 
         def toggle():
             progress().mark_read(chapter_id, item.id, st.session_state[key])
+            remember(("read", chapter_id, item.id, bool(st.session_state[key])))
 
         st.checkbox(t("lesson.mark_read"), value=read, key=key, on_change=toggle)
 
@@ -421,7 +569,9 @@ def quiz_question(question: quiz_core.Question, number: int, *, scope: str = "qu
                 st.session_state[f"{widget_key}.empty"] = True
                 return
             st.session_state[f"{widget_key}.empty"] = False
-            progress().record_answer(question.chapter, question.id, quiz_core.grade(question, response, key_value))
+            correct = quiz_core.grade(question, response, key_value)
+            progress().record_answer(question.chapter, question.id, correct)
+            remember(("answer", question.chapter, question.id, bool(correct)))
 
         st.button(t("quiz.check"), key=f"{widget_key}.check", on_click=check)
         if st.session_state.get(f"{widget_key}.empty"):

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Progress saved by the app during the tests goes to a throw-away database, never to ./data; the
+# browser tests' servers inherit it. A test that needs its own database sets PRIMER_DATABASE_URL.
+os.environ.setdefault("PRIMER_DATA_DIR", tempfile.mkdtemp(prefix="primer-test-data-"))
 MAIN = ROOT / "app" / "main.py"
 
 

@@ -30,6 +30,33 @@ if rows:
 else:
     st.info(ui.t("home.no_chapters"))
 
+st.subheader(ui.t("learner.title"))
+code = ui.learner_code()
+if code:
+    st.markdown(ui.t("learner.your_code"))
+    st.code(code, language=None)  # shown as text; the code itself is what restores the progress
+    st.caption(ui.t("learner.your_code_help"))
+else:
+    st.caption(ui.t("learner.no_code_yet"))
+if ui.storage_status() not in ("saved", "idle"):
+    st.warning(ui.t("learner.not_saved"), icon=":material/cloud_off:")
+other, forget = st.columns(2)
+with other, st.form("learner_code_form", border=False):
+    typed = st.text_input(ui.t("learner.enter"), max_chars=80, placeholder="amber-heron-delta-4821")
+    if st.form_submit_button(ui.t("learner.continue"), icon=":material/login:"):
+        outcome = ui.use_learner_code(typed)
+        if outcome == "ok":
+            st.rerun()
+        st.error(ui.t(f"learner.error.{outcome}"))
+with forget:
+    if code:
+        st.caption(ui.t("learner.forget_help"))
+        if st.button(ui.t("learner.forget"), icon=":material/delete:", key="learner_forget"):
+            outcome = ui.forget_me()
+            if outcome == "ok":
+                st.rerun()
+            st.error(ui.t(f"learner.error.{outcome}"))
+
 save, load = st.columns(2)
 with save:
     st.subheader(ui.t("progress.save"))
@@ -53,6 +80,7 @@ with load:
         except ProgressError as exc:
             st.error(ui.error_message("progress", exc.code))
         else:
+            ui.remember(("all", st.session_state["progress"].to_json()))  # the file replaces the stored progress
             st.session_state["progress_loaded"] = upload.file_id
             st.session_state["progress_generation"] = st.session_state.get("progress_generation", 0) + 1
             st.rerun()

@@ -1,0 +1,252 @@
+"""Progress kept between visits: the storage module against real databases, and the app using it.
+
+The core tests run on SQLite (a file per test) and, when PRIMER_TEST_POSTGRES_URL names a server
+(.ci/run starts one on loopback), on PostgreSQL too; nothing is mocked. Row counts are read back
+with plain SQL, independently of the module's own queries.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import sqlalchemy as sa
+
+from primer import storage
+from primer.progress import Progress
+from tests.conftest import assert_no_exception, run_page
+
+BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("PRIMER_TEST_POSTGRES_URL") else [])
+
+
+def test_ci_runs_the_storage_tests_on_postgresql_too():
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes") and "postgresql" not in BACKENDS:
+        pytest.fail("CI=true but PRIMER_TEST_POSTGRES_URL is not set: .ci/run must start bin/postgres-for-tests")
+
+
+@pytest.fixture(params=BACKENDS)
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'primer.db'}"
+        return
+    base = os.environ["PRIMER_TEST_POSTGRES_URL"]
+    engine = sa.create_engine(base)
+    with engine.begin() as conn:  # a clean schema per test: drop what an earlier test left
+        for table in ("answers", "lessons_read", "learners", "primer_schema"):
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+    engine.dispose()
+    yield base
+
+
+def count(url: str, table: str, code: str | None = None) -> int:
+    engine = sa.create_engine(url)
+    column = "code" if table == "learners" else "learner"
+    query = f"SELECT COUNT(*) FROM {table}" + (f" WHERE {column} = :code" if code else "")
+    with engine.connect() as conn:
+        n = conn.execute(sa.text(query), {"code": code}).scalar()
+    engine.dispose()
+    return int(n)
+
+
+def test_codes_are_three_words_and_a_number_and_survive_retyping(url):
+    store = storage.Store(url)
+    codes = {store.new_learner() for _ in range(50)}
+    assert len(codes) == 50
+    for code in codes:
+        words = code.split("-")
+        assert len(words) == 4 and all(w in storage.CODE_WORDS for w in words[:3]) and 1000 <= int(words[3]) <= 9999
+        assert storage.normalise_code(code) == code
+        assert storage.normalise_code("  " + code.upper().replace("-", " ") + " ") == code
+    assert count(url, "learners") == 50
+    for bad in ("", "amber", "amber-heron-delta", "amber-heron-nope-1234", "amber-heron-delta-12", "x" * 10_000):
+        assert storage.normalise_code(bad) is None, bad
+
+
+def test_progress_round_trip_equals_the_same_progress_built_by_hand(url):
+    store = storage.Store(url)
+    code = store.new_learner()
+    store.mark_read(code, "training", "loss")
+    store.mark_read(code, "training", "lr")
+    store.mark_read(code, "training", "lr", read=False)  # unmarked again
+    store.mark_read(code, "metrics", "roc")
+    store.record_answer(code, "training", "q1", False)
+    store.record_answer(code, "training", "q1", True)  # a second try replaces the first
+    store.record_answer(code, "metrics", "q2", False)
+    expected = Progress()
+    expected.mark_read("training", "loss")
+    expected.mark_read("metrics", "roc")
+    expected.record_answer("training", "q1", True)
+    expected.record_answer("metrics", "q2", False)
+    loaded = storage.Store(url).load(code)  # another process's view: a fresh engine
+    assert loaded.lessons_read == expected.lessons_read and loaded.answers == expected.answers
+    assert count(url, "lessons_read", code) == 2 and count(url, "answers", code) == 2
+
+
+def test_save_replaces_everything_and_unknown_codes_load_nothing(url):
+    store = storage.Store(url)
+    code = store.new_learner()
+    store.mark_read(code, "training", "loss")
+    imported = Progress.from_json(
+        '{"format": "dl-primer-progress", "version": 1, "lessons_read": {"imaging": ["hu", "window"]},'
+        ' "answers": {"imaging": {"w1": true}}}'
+    )
+    store.save(code, imported)
+    loaded = store.load(code)
+    assert loaded.lessons_read == {"imaging": {"hu", "window"}} and loaded.answers == {"imaging": {"w1": True}}
+    assert store.load("amber-heron-delta-1234") is None
+    store.save("amber-heron-delta-1234", imported)  # save() registers a code it does not know
+    assert store.exists("amber-heron-delta-1234")
+
+
+def test_forget_me_deletes_every_row_of_that_learner_only(url):
+    store = storage.Store(url)
+    mine, theirs = store.new_learner(), store.new_learner()
+    for code in (mine, theirs):
+        store.mark_read(code, "training", "loss")
+        store.record_answer(code, "training", "q1", True)
+    assert store.forget(mine) is True
+    assert count(url, "learners", mine) == count(url, "lessons_read", mine) == count(url, "answers", mine) == 0
+    assert count(url, "lessons_read", theirs) == 1 and store.load(theirs).quiz_score("training") == (1, 1)
+    assert store.forget(mine) is False  # nothing left
+
+
+def test_retention_deletes_idle_learners(url):
+    store = storage.Store(url)
+    old, recent = store.new_learner(), store.new_learner()
+    store.record_answer(old, "training", "q1", True)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE learners SET seen_at = seen_at - 400 * 86400 WHERE code = :c"), {"c": old})
+    engine.dispose()
+    assert store.delete_idle(365 * 86400) == 1
+    assert store.load(old) is None and store.load(recent) is not None
+    assert count(url, "answers", old) == 0
+
+
+def test_schema_is_created_once_and_a_newer_schema_is_refused(url):
+    store = storage.Store(url)
+    assert store.migrate() == storage.SCHEMA_VERSION
+    assert storage.Store(url).migrate() == storage.SCHEMA_VERSION  # idempotent
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE primer_schema SET version = 99"))
+    engine.dispose()
+    with pytest.raises(storage.StorageError) as error:
+        storage.Store(url).migrate()
+    assert error.value.code == "schema_newer"
+
+
+def test_a_database_that_is_down_or_read_only_raises_storage_error(tmp_path):
+    down = storage.Store("postgresql+psycopg://primer@127.0.0.1:9/none", connect_timeout=1)
+    with pytest.raises(storage.StorageError) as error:
+        down.new_learner()
+    assert error.value.code == "unavailable"
+    path = tmp_path / "primer.db"
+    storage.Store(f"sqlite:///{path}").migrate()
+    # Opened read-only (a full disk or a read-only volume refuses writes the same way; as root,
+    # file permissions would not): the write fails with a StorageError, not a crash.
+    read_only = storage.Store(f"sqlite:///file:{path}?mode=ro&uri=true")
+    with pytest.raises(storage.StorageError):
+        read_only.new_learner()
+    assert read_only.load("amber-heron-delta-1234") is None  # reading still works
+
+
+# ---------------------------------------------------------------------------------------------
+# The app
+
+
+@pytest.fixture
+def app_db(tmp_path, monkeypatch):
+    """A fresh SQLite database for the app under test (the store is cached per process)."""
+    from app import ui
+
+    db_url = f"sqlite:///{tmp_path / 'app.db'}"
+    monkeypatch.setenv("PRIMER_DATABASE_URL", db_url)
+    ui._store.clear()
+    yield db_url
+    ui._store.clear()
+
+
+def answer_first_question(at):
+    from primer import content, quiz
+
+    chapter = next(c for c in content.chapters() if quiz.load_quiz(c.id))
+    question = next(q for q in quiz.load_quiz(chapter.id) if q.kind == "single")
+    at.switch_page(chapter.page).run()
+    key = f"quiz.{question.key}"
+    at.radio(key=key).set_value(question.answer)
+    at.button(key=f"{key}.check").click().run()
+    assert_no_exception(at)
+    return chapter.id, question.id
+
+
+def test_progress_comes_back_with_the_code_in_a_new_session(app_db):
+    at = run_page()
+    assert "learner" not in at.query_params  # nothing stored for a visitor who has done nothing
+    chapter_id, question_id = answer_first_question(at)
+    code = at.query_params["learner"][0] if isinstance(at.query_params["learner"], list) else at.query_params["learner"]
+    assert storage.normalise_code(code) == code
+    assert count(app_db, "answers", code) == 1
+    again = run_page(query={"learner": code})  # a new browser (or a restarted server): only the code
+    assert_no_exception(again)
+    assert again.session_state["progress"].answers == {chapter_id: {question_id: True}}
+    assert any(code in str(c.value) for c in again.sidebar.caption)
+
+
+def test_an_unknown_or_malformed_code_is_said_and_the_app_keeps_working(app_db):
+    at = run_page(query={"learner": "amber-heron-delta-1234"})
+    assert_no_exception(at)
+    assert any("No progress is saved" in w.value for w in at.sidebar.warning)
+    at = run_page(query={"learner": "<script>alert(1)</script>"})
+    assert_no_exception(at)
+    assert not at.sidebar.warning and at.session_state["progress"].answers == {}
+
+
+def test_progress_page_continues_with_a_typed_code_and_forgets(app_db):
+    store = storage.Store(app_db)
+    code = store.new_learner()
+    store.record_answer(code, "training", "chance_loss", True)
+    at = run_page("views/progress.py")
+    at.text_input[0].input("not a code")
+    at.button[0].click().run()  # the form's Continue
+    assert any("three words and a number" in e.value for e in at.error)
+    at.text_input[0].input(code.upper().replace("-", " "))
+    at.button[0].click().run()
+    assert_no_exception(at)
+    assert at.session_state["progress"].answers == {"training": {"chance_loss": True}}
+    assert any(code == c.value for c in at.code)
+    at.button(key="learner_forget").click().run()
+    assert_no_exception(at)
+    assert count(app_db, "learners", code) == 0 and count(app_db, "answers", code) == 0
+    assert at.session_state["progress"].answers == {} and "learner" not in at.query_params
+
+
+def test_typing_codes_is_rate_limited(app_db):
+    at = run_page("views/progress.py")
+    for _ in range(5):
+        at.text_input[0].input("amber-heron-delta-1234")
+        at.button[0].click().run()
+    assert any("No progress is saved under that code" in e.value for e in at.error)
+    at.text_input[0].input("amber-heron-delta-1234")
+    at.button[0].click().run()
+    assert any("Too many tries" in e.value for e in at.error)
+
+
+def test_a_database_that_is_down_keeps_the_app_working_and_saves_when_back(tmp_path, monkeypatch):
+    from app import ui
+
+    monkeypatch.setenv("PRIMER_DATABASE_URL", "postgresql+psycopg://primer@127.0.0.1:9/none")
+    ui._store.clear()
+    at = run_page()
+    chapter_id, question_id = answer_first_question(at)
+    assert at.session_state["progress"].answers == {chapter_id: {question_id: True}}  # kept in the session
+    assert any("not being saved" in w.value for w in at.sidebar.warning)
+    back = f"sqlite:///{tmp_path / 'back.db'}"
+    monkeypatch.setenv("PRIMER_DATABASE_URL", back)
+    ui._store.clear()
+    at.run()  # any next interaction
+    assert_no_exception(at)
+    code = at.session_state["learner"]
+    assert code and count(back, "answers", code) == 1
+    assert not at.sidebar.warning
+    ui._store.clear()
