@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from primer.progress import MAX_ID, Progress
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: learners and progress; 2: classes (primer.classroom)
 # 169 short, distinct nature words: easy to read aloud and to type on another device
 CODE_WORDS = tuple(
     (  # noqa: SIM905 - a word list reads better as one text
@@ -140,13 +140,17 @@ class Store:
 
     def migrate(self) -> int:
         """Create the tables (first run) or bring an older schema up to SCHEMA_VERSION."""
+        from primer import classroom  # noqa: F401 - its tables belong to the same schema
+
         with self._begin() as conn:
-            metadata.create_all(conn, checkfirst=True)
+            metadata.create_all(conn, checkfirst=True)  # creates only the tables that are missing
             version = conn.execute(sa.select(schema_table.c.version)).scalar()
             if version is None:
                 conn.execute(schema_table.insert().values(version=SCHEMA_VERSION))
                 version = SCHEMA_VERSION
-            # Later versions add their steps here: `if version < 2: ...; version = 2`.
+            if version < 2:  # version 2 only added tables, which create_all has just made
+                conn.execute(schema_table.update().values(version=2))
+                version = 2
             if version > SCHEMA_VERSION:
                 raise StorageError("schema_newer", f"database has schema {version}, this app knows {SCHEMA_VERSION}")
         self._migrated = True
@@ -200,9 +204,12 @@ class Store:
 
     def forget(self, code: str) -> bool:
         """Delete the learner and every row of their progress; True when there was something to delete."""
+        from primer.classroom import members
+
         with self._tx() as conn:
             conn.execute(lessons_read.delete().where(lessons_read.c.learner == code))
             conn.execute(answers.delete().where(answers.c.learner == code))
+            conn.execute(members.update().where(members.c.learner == code).values(learner=None))
             return conn.execute(learners.delete().where(learners.c.code == code)).rowcount > 0
 
     # Progress ----------------------------------------------------------------------------------

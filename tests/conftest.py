@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 # Progress saved by the app during the tests goes to a throw-away database, never to ./data; the
@@ -49,3 +50,35 @@ def assert_no_exception(at) -> None:
 @pytest.fixture
 def apptest():
     return run_page
+
+
+# Databases for the storage and classroom tests: SQLite always, PostgreSQL when .ci/run (or you)
+# started one (bin/postgres-for-tests). Nothing is mocked.
+BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("PRIMER_TEST_POSTGRES_URL") else [])
+TABLES = ("poll_answers", "polls", "key_failures", "members", "classes", "answers", "lessons_read", "learners")
+TABLES += ("primer_schema",)
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'primer.db'}"
+        return
+    base = os.environ["PRIMER_TEST_POSTGRES_URL"]
+    engine = sa.create_engine(base)
+    with engine.begin() as conn:  # a clean schema per test: drop what an earlier test left
+        for table in TABLES:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+    engine.dispose()
+    yield base
+
+
+def count(url: str, table: str, code: str | None = None, column: str | None = None) -> int:
+    """Rows in `table` (optionally where `column` = code), read with plain SQL."""
+    engine = sa.create_engine(url)
+    column = column or ("code" if table == "learners" else "learner")
+    query = f"SELECT COUNT(*) FROM {table}" + (f" WHERE {column} = :code" if code is not None else "")
+    with engine.connect() as conn:
+        n = conn.execute(sa.text(query), {"code": code}).scalar()
+    engine.dispose()
+    return int(n)

@@ -14,9 +14,7 @@ import sqlalchemy as sa
 
 from primer import storage
 from primer.progress import Progress
-from tests.conftest import assert_no_exception, run_page
-
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("PRIMER_TEST_POSTGRES_URL") else [])
+from tests.conftest import BACKENDS, assert_no_exception, count, run_page
 
 
 def test_ci_runs_the_storage_tests_on_postgresql_too():
@@ -24,32 +22,8 @@ def test_ci_runs_the_storage_tests_on_postgresql_too():
         pytest.fail("CI=true but PRIMER_TEST_POSTGRES_URL is not set: .ci/run must start bin/postgres-for-tests")
 
 
-@pytest.fixture(params=BACKENDS)
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'primer.db'}"
-        return
-    base = os.environ["PRIMER_TEST_POSTGRES_URL"]
-    engine = sa.create_engine(base)
-    with engine.begin() as conn:  # a clean schema per test: drop what an earlier test left
-        for table in ("answers", "lessons_read", "learners", "primer_schema"):
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table} CASCADE"))
-    engine.dispose()
-    yield base
-
-
-def count(url: str, table: str, code: str | None = None) -> int:
-    engine = sa.create_engine(url)
-    column = "code" if table == "learners" else "learner"
-    query = f"SELECT COUNT(*) FROM {table}" + (f" WHERE {column} = :code" if code else "")
-    with engine.connect() as conn:
-        n = conn.execute(sa.text(query), {"code": code}).scalar()
-    engine.dispose()
-    return int(n)
-
-
-def test_codes_are_three_words_and_a_number_and_survive_retyping(url):
-    store = storage.Store(url)
+def test_codes_are_three_words_and_a_number_and_survive_retyping(db_url):
+    store = storage.Store(db_url)
     codes = {store.new_learner() for _ in range(50)}
     assert len(codes) == 50
     for code in codes:
@@ -57,13 +31,13 @@ def test_codes_are_three_words_and_a_number_and_survive_retyping(url):
         assert len(words) == 4 and all(w in storage.CODE_WORDS for w in words[:3]) and 1000 <= int(words[3]) <= 9999
         assert storage.normalise_code(code) == code
         assert storage.normalise_code("  " + code.upper().replace("-", " ") + " ") == code
-    assert count(url, "learners") == 50
+    assert count(db_url, "learners") == 50
     for bad in ("", "amber", "amber-heron-delta", "amber-heron-nope-1234", "amber-heron-delta-12", "x" * 10_000):
         assert storage.normalise_code(bad) is None, bad
 
 
-def test_progress_round_trip_equals_the_same_progress_built_by_hand(url):
-    store = storage.Store(url)
+def test_progress_round_trip_equals_the_same_progress_built_by_hand(db_url):
+    store = storage.Store(db_url)
     code = store.new_learner()
     store.mark_read(code, "training", "loss")
     store.mark_read(code, "training", "lr")
@@ -77,13 +51,13 @@ def test_progress_round_trip_equals_the_same_progress_built_by_hand(url):
     expected.mark_read("metrics", "roc")
     expected.record_answer("training", "q1", True)
     expected.record_answer("metrics", "q2", False)
-    loaded = storage.Store(url).load(code)  # another process's view: a fresh engine
+    loaded = storage.Store(db_url).load(code)  # another process's view: a fresh engine
     assert loaded.lessons_read == expected.lessons_read and loaded.answers == expected.answers
-    assert count(url, "lessons_read", code) == 2 and count(url, "answers", code) == 2
+    assert count(db_url, "lessons_read", code) == 2 and count(db_url, "answers", code) == 2
 
 
-def test_save_replaces_everything_and_unknown_codes_load_nothing(url):
-    store = storage.Store(url)
+def test_save_replaces_everything_and_unknown_codes_load_nothing(db_url):
+    store = storage.Store(db_url)
     code = store.new_learner()
     store.mark_read(code, "training", "loss")
     imported = Progress.from_json(
@@ -98,41 +72,41 @@ def test_save_replaces_everything_and_unknown_codes_load_nothing(url):
     assert store.exists("amber-heron-delta-1234")
 
 
-def test_forget_me_deletes_every_row_of_that_learner_only(url):
-    store = storage.Store(url)
+def test_forget_me_deletes_every_row_of_that_learner_only(db_url):
+    store = storage.Store(db_url)
     mine, theirs = store.new_learner(), store.new_learner()
     for code in (mine, theirs):
         store.mark_read(code, "training", "loss")
         store.record_answer(code, "training", "q1", True)
     assert store.forget(mine) is True
-    assert count(url, "learners", mine) == count(url, "lessons_read", mine) == count(url, "answers", mine) == 0
-    assert count(url, "lessons_read", theirs) == 1 and store.load(theirs).quiz_score("training") == (1, 1)
+    assert count(db_url, "learners", mine) == count(db_url, "lessons_read", mine) == count(db_url, "answers", mine) == 0
+    assert count(db_url, "lessons_read", theirs) == 1 and store.load(theirs).quiz_score("training") == (1, 1)
     assert store.forget(mine) is False  # nothing left
 
 
-def test_retention_deletes_idle_learners(url):
-    store = storage.Store(url)
+def test_retention_deletes_idle_learners(db_url):
+    store = storage.Store(db_url)
     old, recent = store.new_learner(), store.new_learner()
     store.record_answer(old, "training", "q1", True)
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(db_url)
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE learners SET seen_at = seen_at - 400 * 86400 WHERE code = :c"), {"c": old})
     engine.dispose()
     assert store.delete_idle(365 * 86400) == 1
     assert store.load(old) is None and store.load(recent) is not None
-    assert count(url, "answers", old) == 0
+    assert count(db_url, "answers", old) == 0
 
 
-def test_schema_is_created_once_and_a_newer_schema_is_refused(url):
-    store = storage.Store(url)
+def test_schema_is_created_once_and_a_newer_schema_is_refused(db_url):
+    store = storage.Store(db_url)
     assert store.migrate() == storage.SCHEMA_VERSION
-    assert storage.Store(url).migrate() == storage.SCHEMA_VERSION  # idempotent
-    engine = sa.create_engine(url)
+    assert storage.Store(db_url).migrate() == storage.SCHEMA_VERSION  # idempotent
+    engine = sa.create_engine(db_url)
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE primer_schema SET version = 99"))
     engine.dispose()
     with pytest.raises(storage.StorageError) as error:
-        storage.Store(url).migrate()
+        storage.Store(db_url).migrate()
     assert error.value.code == "schema_newer"
 
 

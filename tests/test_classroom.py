@@ -1,0 +1,157 @@
+"""The live class core (primer.classroom) on SQLite and PostgreSQL: secrets, isolation between
+classes, polls counted against the answers sent, follow me, overview, deletion and retention."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import sqlalchemy as sa
+
+from primer import classroom, storage
+from primer.classroom import ClassError, Classroom
+from tests.conftest import count
+
+
+@pytest.fixture
+def room(db_url):
+    return Classroom(storage.Store(db_url))
+
+
+def test_join_codes_are_short_readable_and_the_key_is_stored_only_as_a_hash(room, db_url):
+    made = room.create_class("Workshop")
+    assert len(made.join_code) == 6 and set(made.join_code) <= set(classroom.JOIN_ALPHABET)
+    assert classroom.normalise_join_code(f" {made.join_code.lower()[:3]}-{made.join_code[3:]} ") == made.join_code
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT key_salt, key_hash FROM classes")).one()
+        dump = " ".join(str(v) for v in conn.execute(sa.text("SELECT * FROM classes")).one())
+    engine.dispose()
+    assert made.instructor_key not in dump
+    expected = hashlib.scrypt(made.instructor_key.encode(), salt=bytes(row.key_salt), n=2**14, r=8, p=1, dklen=32)
+    assert bytes(row.key_hash) == expected
+    room.check_key(made.class_id, made.instructor_key)  # no error
+
+
+def test_a_wrong_key_is_refused_and_rate_limited(room):
+    made = room.create_class("Workshop")
+    for _ in range(classroom.KEY_TRIES):
+        with pytest.raises(ClassError) as error:
+            room.poll_counts(made.class_id, "guess", 1)
+        assert error.value.code == "bad_key"
+    with pytest.raises(ClassError) as error:  # even the right key waits out the minute
+        room.check_key(made.class_id, made.instructor_key)
+    assert error.value.code == "too_many_tries"
+
+
+def test_a_live_poll_counts_every_answer_without_names(room, db_url):
+    made = room.create_class("Workshop")
+    students = [room.join(made.join_code, f"student {i}") for i in range(12)]
+    poll = room.open_poll(made.class_id, made.instructor_key, "training", "chance_loss")
+    sent = {}
+    for i, member in enumerate(students):
+        sent[member] = str(i % 3)
+        room.answer(member, poll, sent[member], correct=(i % 3 == 1))
+    room.answer(students[0], poll, "2", correct=False)  # a changed mind replaces the first answer
+    sent[students[0]] = "2"
+    counts = room.poll_counts(made.class_id, made.instructor_key, poll)
+    expected = {a: list(sent.values()).count(a) for a in set(sent.values())}
+    assert counts == expected and sum(counts.values()) == len(students)
+    assert count(db_url, "poll_answers", str(poll), column="poll_id") == len(students)  # 0 lost, 0 doubled
+    current = room.current_poll(students[3])
+    assert (current.chapter, current.question, current.revealed) == ("training", "chance_loss", False)
+    room.reveal(made.class_id, made.instructor_key, poll)
+    assert room.current_poll(students[3]).revealed
+
+
+def test_a_student_of_one_class_can_never_reach_another_class(room):
+    ours, theirs = room.create_class("A"), room.create_class("B")
+    student = room.join(ours.join_code)
+    their_poll = room.open_poll(theirs.class_id, theirs.instructor_key, "metrics", "q")
+    room.push(theirs.class_id, theirs.instructor_key, "/metrics?x=1")
+    assert room.current_poll(student) is None  # their poll is not ours
+    assert room.following(student) is None
+    with pytest.raises(ClassError) as error:
+        room.answer(student, their_poll, "0", True)
+    assert error.value.code == "no_poll"
+    with pytest.raises(ClassError):  # our key opens nothing of theirs
+        room.poll_counts(theirs.class_id, ours.instructor_key, their_poll)
+    with pytest.raises(ClassError) as error:
+        room.current_poll("not-a-member")
+    assert error.value.code == "not_a_member"
+    with pytest.raises(ClassError):
+        room.join("ZZZZZZ")  # no such class (the alphabet has no Z-free guarantee, but no class has it)
+
+
+def test_follow_me_only_pushes_paths_of_this_app(room):
+    made = room.create_class("Workshop")
+    student = room.join(made.join_code)
+    room.push(made.class_id, made.instructor_key, "/training?train.num_epochs=3")
+    assert room.following(student)[0] == "/training?train.num_epochs=3"
+    for bad in ("https://evil.example/", "//evil.example/x", "javascript:alert(1)", "/" + "x" * 5000):
+        with pytest.raises(ClassError):
+            room.push(made.class_id, made.instructor_key, bad)
+
+
+def test_nicknames_are_plain_text_and_short(room):
+    made = room.create_class("Workshop")
+    room.join(made.join_code, "x" * 10_000)
+    room.join(made.join_code, "<b>bold</b>\x00\n**md**")
+    names = room.nicknames(made.class_id, made.instructor_key)
+    assert sorted(len(n) for n in names) == [len("<b>bold</b>**md**"), classroom.MAX_NICKNAME]
+    assert "<b>bold</b>**md**" in names  # kept as written (the page shows it as text), control characters gone
+
+
+def test_overview_counts_lessons_and_scores_of_the_class_only(room):
+    store = room.store
+    made, other = room.create_class("A"), room.create_class("B")
+    codes = [store.new_learner() for _ in range(3)]
+    for code in codes:
+        room.join(made.join_code, learner=code)
+    outsider = store.new_learner()
+    room.join(other.join_code, learner=outsider)
+    store.mark_read(codes[0], "training", "loss")
+    store.mark_read(codes[1], "training", "loss")
+    store.mark_read(outsider, "training", "loss")
+    store.record_answer(codes[0], "training", "q1", True)
+    store.record_answer(codes[0], "training", "q2", False)
+    store.record_answer(codes[2], "training", "q1", True)
+    view = room.overview(made.class_id, made.instructor_key)
+    assert view["students"] == 3
+    assert view["lessons"] == {"training": {"loss": 2}}
+    assert sorted(view["scores"]["training"]) == [(1, 1), (1, 2)]
+
+
+def test_deleting_a_class_removes_every_row_and_retention_removes_old_ones(room, db_url):
+    made, kept = room.create_class("A"), room.create_class("B")
+    members = [room.join(made.join_code) for _ in range(3)]
+    poll = room.open_poll(made.class_id, made.instructor_key, "training", "q")
+    for m in members:
+        room.answer(m, poll, "1", True)
+    with pytest.raises(ClassError):
+        room.check_key(made.class_id, "wrong")  # leaves a key_failures row
+    room.delete_class(made.class_id, made.instructor_key)
+    for table, column in (
+        ("classes", "id"),
+        ("members", "class_id"),
+        ("polls", "class_id"),
+        ("key_failures", "class_id"),
+    ):
+        assert count(db_url, table, made.class_id, column=column) == 0, table
+    assert count(db_url, "poll_answers") == 0
+    assert count(db_url, "classes") == 1
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE classes SET created_at = created_at - 10 * 86400"))
+    engine.dispose()
+    assert room.delete_old(7 * 86400) == 1 and count(db_url, "classes") == 0
+    assert kept.class_id
+
+
+def test_forget_me_unlinks_a_learner_from_their_classes(room, db_url):
+    made = room.create_class("A")
+    code = room.store.new_learner()
+    room.join(made.join_code, learner=code)
+    room.store.forget(code)
+    assert room.overview(made.class_id, made.instructor_key)["students"] == 0
+    assert count(db_url, "members") == 1  # the seat stays (its poll answers are anonymous), the link goes
