@@ -274,6 +274,19 @@ class Classroom:
                 conn.execute(classes.delete().where(classes.c.id == class_id))
             return len(old)
 
+    def class_for(self, join_code: str) -> int:
+        """The class a join code opens (for an instructor reopening the console elsewhere)."""
+        code = normalise_join_code(join_code)
+        with self.store._tx() as conn:
+            row = (
+                None
+                if code is None
+                else conn.execute(sa.select(classes.c.id).where(classes.c.join_code == code)).first()
+            )
+        if row is None:
+            raise ClassError("unknown_class")
+        return int(row.id)
+
     # A student -------------------------------------------------------------------------------
 
     def join(self, join_code: str, nickname: str = "", learner: str | None = None) -> str:

@@ -155,3 +155,57 @@ def test_forget_me_unlinks_a_learner_from_their_classes(room, db_url):
     room.store.forget(code)
     assert room.overview(made.class_id, made.instructor_key)["students"] == 0
     assert count(db_url, "members") == 1  # the seat stays (its poll answers are anonymous), the link goes
+
+
+# ---------------------------------------------------------------------------------------------
+# The page, in AppTest: one instructor session and two student sessions on one database
+
+
+@pytest.fixture
+def app_db(tmp_path, monkeypatch):
+    from app import ui
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    monkeypatch.setenv("PRIMER_DATABASE_URL", url)
+    ui._store.clear()
+    yield url
+    ui._store.clear()
+
+
+def test_a_class_end_to_end_in_the_page(app_db):
+    from tests.conftest import assert_no_exception, run_page
+
+    teacher = run_page("views/classroom.py")
+    create = next(b for b in teacher.button if "Create a class" in str(b.label))
+    teacher.text_input[2].input("Workshop <b>1</b>")  # the create form's title (after the join form's two)
+    create.click().run()
+    assert_no_exception(teacher)
+    join_code = teacher.session_state["class.teach"]["join"]
+    assert any(m.value == join_code for m in teacher.metric)
+
+    students = []
+    for name in ("Ana", "<img src=x onerror=alert(1)>"):
+        s = run_page("views/classroom.py")
+        s.text_input[0].input(join_code.lower())
+        s.text_input[1].input(name)
+        next(b for b in s.button if str(b.label) == "Join").click().run()
+        assert_no_exception(s)
+        assert s.session_state["class.member"]["nickname"] == name
+        students.append(s)
+
+    teacher.button(key="class.start").click().run()
+    assert_no_exception(teacher)
+    chapter, question_id = teacher.session_state["class.teach"]["poll_question"]
+    for i, s in enumerate(students):
+        s.run()  # the sidebar panel now shows the poll
+        poll_id = teacher.session_state["class.teach"]["poll"]
+        s.radio(key=f"class.poll.{poll_id}").set_value(i)
+        s.button(key=f"class.send.{poll_id}").click().run()
+        assert_no_exception(s)
+    teacher.run()
+    assert any("2 answers so far" in c.value for c in teacher.caption)
+    teacher.button(key="class.reveal").click().run()
+    students[0].run()
+    assert any(x.value.startswith("Answer:") for x in students[0].sidebar.success)
+    teacher.button(key="class.delete").click().run()
+    assert count(app_db, "classes") == 0 and count(app_db, "members") == 0
