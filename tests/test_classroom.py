@@ -203,7 +203,7 @@ def test_a_class_end_to_end_in_the_page(app_db):
         s.button(key=f"class.send.{poll_id}").click().run()
         assert_no_exception(s)
     teacher.run()
-    assert any("2 answers so far" in c.value for c in teacher.caption)
+    assert any("Answers so far: 2" in c.value for c in teacher.caption)
     teacher.button(key="class.reveal").click().run()
     students[0].run()
     assert any(x.value.startswith("Answer:") for x in students[0].sidebar.success)

@@ -51,7 +51,7 @@ def test_a_class_runs_end_to_end(app_url, new_page):
         except Exception:
             s.screenshot(path=str(SHOTS / "class-student-failed.png"), full_page=True)
             raise
-    teacher.get_by_text("3 answers so far").wait_for(timeout=10_000)
+    teacher.get_by_text("Answers so far: 3").wait_for(timeout=10_000)
     teacher.screenshot(path=str(SHOTS / "class-instructor-poll.png"), full_page=True)
     teacher.get_by_role("button", name="Reveal the answer to everyone").click()
     students[0].locator('[data-testid="stSidebar"]').get_by_text("Answer:").wait_for(timeout=20_000)
