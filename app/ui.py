@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
@@ -83,9 +84,24 @@ LEARNER, PENDING, RESTORE, STATUS = "learner", "progress.pending", "progress.res
 @st.cache_resource  # one engine (and connection pool) per process, shared by every session
 def _store() -> storage.Store | None:
     try:
-        return storage.Store()
+        store = storage.Store()
     except Exception:  # a malformed PRIMER_DATABASE_URL: the app runs, progress is not saved
         return None
+    apply_retention(store)
+    return store
+
+
+def apply_retention(store: storage.Store) -> None:
+    """Delete learners not seen, and classes created, more than PRIMER_RETENTION_DAYS ago
+    (default 180), once per process start. A database that is down is tried at the next start."""
+    from primer.classroom import Classroom
+
+    days = float(os.environ.get("PRIMER_RETENTION_DAYS", "180") or 180)
+    try:
+        store.delete_idle(days * 86400)
+        Classroom(store).delete_old(days * 86400)
+    except storage.StorageError:
+        pass
 
 
 def learner_code() -> str | None:
@@ -198,6 +214,7 @@ def forget_me() -> str:
 
 def learner_sidebar() -> None:
     """Keep the code in the address on every page, and say whether progress is being saved."""
+    _store()  # the first run of the process opens the database and applies the retention period
     progress()
     if st.session_state.get(PENDING):
         sync()  # the database may be back

@@ -209,3 +209,25 @@ def test_a_class_end_to_end_in_the_page(app_db):
     assert any(x.value.startswith("Answer:") for x in students[0].sidebar.success)
     teacher.button(key="class.delete").click().run()
     assert count(app_db, "classes") == 0 and count(app_db, "members") == 0
+
+
+def test_the_deployment_retention_period_is_applied_when_the_app_starts(app_db, monkeypatch):
+    from app import ui
+    from tests.conftest import run_page
+
+    store = storage.Store(app_db)
+    room = Classroom(store)
+    old_class, new_class = room.create_class("old"), room.create_class("new")
+    old_learner = store.new_learner()
+    engine = sa.create_engine(app_db)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE classes SET created_at = created_at - 8 * 86400 WHERE id = :i"), {"i": old_class.class_id}
+        )
+        conn.execute(sa.text("UPDATE learners SET seen_at = seen_at - 8 * 86400 WHERE code = :c"), {"c": old_learner})
+    engine.dispose()
+    monkeypatch.setenv("PRIMER_RETENTION_DAYS", "7")
+    ui._store.clear()
+    run_page()
+    assert count(app_db, "classes") == 1 and count(app_db, "learners") == 0
+    assert room.class_for(new_class.join_code) == new_class.class_id
