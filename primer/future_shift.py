@@ -114,6 +114,8 @@ def covering_augmentation(x: torch.Tensor, prep: val.Preprocessing, shift: str, 
     drawn over the slider's whole range, then standardised again with A's frozen preprocessing."""
     g = torch.Generator().manual_seed(seed)
     n = x.shape[0]
+    if shift not in SHIFTS:
+        raise ValueError(f"unknown shift {shift!r}")
     raw = x * prep.std + prep.mean  # back to A's pixel units
     low, high = SHIFTS[shift][2]
     u = torch.rand(n, 1, 1, 1, generator=g)
@@ -129,8 +131,6 @@ def covering_augmentation(x: torch.Tensor, prep: val.Preprocessing, shift: str, 
         theta[:, 0, 0] = theta[:, 1, 1] = 1 / zoom  # output pixel → input position: 1/zoom wider view
         grid = F.affine_grid(theta, list(raw.shape), align_corners=False)
         raw = F.grid_sample(raw, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    else:
-        raise ValueError(f"unknown shift {shift!r}")
     return (raw - prep.mean) / max(prep.std, 1e-6)
 
 
