@@ -155,5 +155,9 @@ def results(page, binding, lab: fs.ShiftLab, jobs) -> None:
     else:
         best = fs.best_remedy(report)
         values.update(best=t(f"shift.arm.{best}"), share=report.recovered[best])
-        sentence = t("shift.caption.drop", **values)
-    st.caption(sentence + " " + t("shift.caption.inputs", **values) + " " + t("shift.caption.augment", **values))
+        sentence = t("shift.caption.drop" if report.recovered[best] < 1 else "shift.caption.drop_all", **values)
+    augment = "shift.caption.augment" if values["aug_a"] < values["a"] else "shift.caption.augment_free"
+    sentence += " " + t("shift.caption.inputs", **values) + " " + t(augment, **values)
+    if report.internal.auc.auc < 0.8:  # a barely trained model makes every comparison noise
+        sentence += " " + t("shift.caption.undertrained", **values)
+    st.caption(sentence)
