@@ -2,13 +2,14 @@
 vision transformers and subgroup performance, each a live lab; then what deployment takes."""
 
 from app import ui
+from app.widgets import future_shift
 
 page = ui.ChapterPage("future")
 page.lesson("intro")
 
 # Each lab is one widget module (app/widgets/future_*.py, core in primer/future_*.py) that draws
 # its own subheader, intro, presets, controls, results and (collapsed) lessons, in this order:
-# SLOT shift
+future_shift.lab(page)
 # SLOT federated
 # SLOT uncertainty
 # SLOT selfsup
