@@ -2,6 +2,7 @@
 vision transformers and subgroup performance, each a live lab; then what deployment takes."""
 
 from app import ui
+from app.widgets import future_uncertainty
 
 page = ui.ChapterPage("future")
 page.lesson("intro")
@@ -10,7 +11,7 @@ page.lesson("intro")
 # its own subheader, intro, presets, controls, results and (collapsed) lessons, in this order:
 # SLOT shift
 # SLOT federated
-# SLOT uncertainty
+future_uncertainty.lab(page)
 # SLOT selfsup
 # SLOT vit
 # SLOT fairness
