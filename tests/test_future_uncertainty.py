@@ -88,3 +88,43 @@ def test_tiny_run_scores_every_group():
             assert np.isfinite(answers.uncertainty("entropy")).all()
     assert scores["mc"]["test"].samples.shape[0] == TINY.mc_passes
     assert scores["ensemble"]["test"].samples.shape[0] == TINY.num_models
+
+
+# ---------------------------------------------------------------------------------------------
+# Page
+
+PAGE = "views/future.py"
+QUERY = {"uncertainty.num_models": "2", "uncertainty.num_images": "500", "uncertainty.num_epochs": "1"}
+
+
+def _texts(at) -> str:
+    return " ".join(str(e.value) for e in (*at.markdown, *at.caption, *at.subheader, *at.info, *at.warning))
+
+
+def test_page_controls_preset_run_and_message():
+    import time
+
+    from tests.conftest import assert_no_exception, run_page
+
+    at = run_page(PAGE, query=QUERY)
+    assert_no_exception(at)
+    keys = {w.key for w in (*at.slider, *at.select_slider, *at.number_input) if w.key}
+    assert {"uncertainty.num_models", "uncertainty.refer_percent", "uncertainty.mc_passes"} <= keys
+    at.selectbox(key="presetpick.uncertainty").set_value("refer_thirty")
+    at.button(key="presetapply.uncertainty").click().run()
+    assert at.slider(key="uncertainty.refer_percent").value == 30
+    at.button(key="future.uncertainty.train").click().run()
+    deadline = time.monotonic() + 240
+    jobs = at.session_state["future.uncertainty.jobs"]
+    while not all(job.finished for job in jobs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(job.state == "done" for job in jobs), [job.error for job in jobs]
+    at.run()
+    assert_no_exception(at)
+    assert "Referral of uncertain cases" in _texts(at)
+    assert len(at.get("plotly_chart")) >= 3
+    at.slider(key="uncertainty.refer_percent").set_value(20).run()  # display only: no new jobs
+    assert at.session_state["future.uncertainty.jobs"] is jobs
+    at.selectbox(key="presetpick.uncertainty").set_value("no_dropout")
+    at.button(key="presetapply.uncertainty").click().run()
+    assert "dropout 0" in _texts(at)

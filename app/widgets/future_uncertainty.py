@@ -145,6 +145,8 @@ def lab(page) -> None:
         trained = [arch_jobs.work_key(job) for job in jobs] == wanted and all(job.state == "done" for job in jobs)
         if jobs and all(job.finished for job in jobs) and not trained:
             st.caption(t("uncertainty.settings_changed"))
+    if state.dropout == 0 and state.method == "mc":
+        st.warning(t("uncertainty.no_dropout"))
     if trained:
         results(page, state, jobs)
     if not ui.presenting():
