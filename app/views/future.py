@@ -1,18 +1,22 @@
-"""Future directions: domain shift, federated learning, uncertainty, self-supervised pretraining,
-vision transformers and subgroup performance, each a live lab; then what deployment takes."""
+"""Future directions: domain shift, uncertainty and vision transformers, each a live lab; then
+what deployment takes. (Federated learning, self-supervised pretraining and subgroup
+performance are still to come: issue 16.)"""
+
+import streamlit as st
 
 from app import ui
-from app.widgets import future_shift
+from app.widgets import future_shift, future_uncertainty, future_vit
 
 page = ui.ChapterPage("future")
 page.lesson("intro")
 
 # Each lab is one widget module (app/widgets/future_*.py, core in primer/future_*.py) that draws
-# its own subheader, intro, presets, controls, results and (collapsed) lessons, in this order:
+# its own subheader, intro, presets, controls, results and (collapsed) lessons.
 future_shift.lab(page)
-# SLOT federated
-# SLOT uncertainty
-# SLOT selfsup
-# SLOT vit
-# SLOT fairness
+future_uncertainty.lab(page)
+future_vit.lab(page)
+
+if not ui.presenting():
+    st.header(page.t("deployment_header"))
+page.lesson("deployment", expanded=False)
 page.quiz()
