@@ -2,6 +2,7 @@
 vision transformers and subgroup performance, each a live lab; then what deployment takes."""
 
 from app import ui
+from app.widgets import future_vit
 
 page = ui.ChapterPage("future")
 page.lesson("intro")
@@ -12,6 +13,6 @@ page.lesson("intro")
 # SLOT federated
 # SLOT uncertainty
 # SLOT selfsup
-# SLOT vit
+future_vit.lab(page)
 # SLOT fairness
 page.quiz()
