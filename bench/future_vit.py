@@ -29,10 +29,14 @@ def main() -> None:
 
     result = fv.run_sweep(lab, on_run=on_run)
     total = time.perf_counter() - start
-    print(f"vit vs cnn, default run: {total:.1f} s end to end; first result {first[0]:.1f} s (budget <= 30 s, first <= 5 s)")
+    print(
+        f"vit vs cnn, default run: {total:.1f} s end to end; first result {first[0]:.1f} s (budget <= 30 s, first <= 5 s)"
+    )
     small = result.sizes[0]
     vit, cnn = result.auc("vit", small), result.auc("cnn", small)
-    print(f"vit vs cnn, smallest size ({small} images): ViT AUC {vit:.3f} < CNN AUC {cnn:.3f}: {vit < cnn} (budget: ViT below CNN)")
+    print(
+        f"vit vs cnn, smallest size ({small} images): ViT AUC {vit:.3f} < CNN AUC {cnn:.3f}: {vit < cnn} (budget: ViT below CNN)"
+    )
     for size in result.sizes:
         v = fv.view(result, fv.VitLab(explain_size=len(result.sizes) - 1 - result.sizes.index(size)))
         print(f"  pointing game at {size} images: ViT {v.vit_hits:.2f} [{v.vit_ci[0]:.2f}, {v.vit_ci[1]:.2f}], "

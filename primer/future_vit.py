@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -202,7 +202,9 @@ def rollout_maps(model: VisionTransformer, x: torch.Tensor, batch_size: int = 25
 def gradcam_maps(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> np.ndarray:
     """The CNN's Grad-CAM for the lesion class (last conv block), (N, 1, H, W) → (N, H, W)."""
     clone = explain.private_copy(model)
-    return np.concatenate([explain.gradcam(clone, x[i : i + batch_size], 1)[:, 0] for i in range(0, len(x), batch_size)])
+    return np.concatenate(
+        [explain.gradcam(clone, x[i : i + batch_size], 1)[:, 0] for i in range(0, len(x), batch_size)]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,8 +419,13 @@ def auc_figure(runs: list[SweepRun], words: dict):
     for name in MODELS:
         mine = sorted((r for r in runs if r.model == name), key=lambda r: r.size)
         fig.add_trace(
-            go.Scatter(x=[r.size for r in mine], y=[r.test_auc for r in mine], mode="lines+markers",
-                       name=words[name], line={"color": COLORS[name]})  # fmt: skip
+            go.Scatter(
+                x=[r.size for r in mine],
+                y=[r.test_auc for r in mine],
+                mode="lines+markers",
+                name=words[name],
+                line={"color": COLORS[name]},
+            )  # fmt: skip
         )
     fig.add_hline(y=0.5, line_dash="dot", line_color="grey", annotation_text=words["chance"])
     fig.update_layout(xaxis={"title": words["size"], "type": "log"}, yaxis={"title": words["auc"], "range": [0.4, 1.0]},
@@ -439,7 +446,11 @@ def maps_figure(v: MapView, words: dict):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    titles = (words["image"], f"{words['rollout']} (p = {v.vit_prob:.2f})", f"{words['gradcam']} (p = {v.cnn_prob:.2f})")
+    titles = (
+        words["image"],
+        f"{words['rollout']} (p = {v.vit_prob:.2f})",
+        f"{words['gradcam']} (p = {v.cnn_prob:.2f})",
+    )
     fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.03)
     cols, rows = _contour(v.mask)
     for k, (img, scale) in enumerate(((v.image, "gray"), (v.vit_map, "Inferno"), (v.cnn_map, "Inferno")), start=1):
@@ -464,9 +475,17 @@ def pointing_figure(v: MapView, words: dict):
     low = [v.vit_ci[0], v.cnn_ci[0]]
     high = [v.vit_ci[1], v.cnn_ci[1]]
     fig = go.Figure(
-        go.Bar(x=names, y=rates, marker_color=[COLORS["vit"], COLORS["cnn"]],
-               error_y={"type": "data", "symmetric": False, "array": [h - r for h, r in zip(high, rates, strict=True)],
-                        "arrayminus": [r - lo for r, lo in zip(rates, low, strict=True)]})  # fmt: skip
+        go.Bar(
+            x=names,
+            y=rates,
+            marker_color=[COLORS["vit"], COLORS["cnn"]],
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [h - r for h, r in zip(high, rates, strict=True)],
+                "arrayminus": [r - lo for r, lo in zip(rates, low, strict=True)],
+            },
+        )  # fmt: skip
     )
     fig.add_hline(y=v.chance, line_dash="dot", line_color="grey", annotation_text=words["random"])
     fig.update_layout(yaxis={"title": words["pointing"], "range": [0, 1]}, margin={"l": 50, "r": 10, "t": 20, "b": 30})

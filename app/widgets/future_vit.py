@@ -36,7 +36,7 @@ def lab(page) -> None:
         binding.slider("depth", "vit.depth", min_value=1, max_value=4, keep=True)
         binding.select_slider("heads", "vit.heads", options=[1, 2, 3, 4, 8])
         binding.select_slider("largest", "vit.largest", options=[200, 500, 1000, 1400], keep=True)
-        binding.select_slider("steps", "vit.steps", options=[40, 80, 120, 200])
+        binding.select_slider("steps", "vit.steps", options=[20, 40, 60, 120, 200])
         binding.number("seed", "vit.seed", min_value=0, max_value=99_999, step=1)
     state = binding.state()
     problems = state.problems()
