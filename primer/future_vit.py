@@ -376,16 +376,20 @@ class MapView:
     chance: float  # mean lesion area share: what a random point scores
 
 
-@lru_cache(maxsize=16)
-def _scores(result_id: int, size: int, result: SweepResult) -> explain.LocalizationScores:
-    return explain.score_maps({name: result.maps[size][name] for name in MODELS}, result.lesion_masks)
+def _scores(size: int, result: SweepResult) -> explain.LocalizationScores:
+    """Pointing-game scores of one size's maps, computed once per result (kept on the result, so
+    picking another image redraws without rescoring and a new run never reads stale scores)."""
+    cache = result.__dict__.setdefault("_scores", {})
+    if size not in cache:
+        cache[size] = explain.score_maps({name: result.maps[size][name] for name in MODELS}, result.lesion_masks)
+    return cache[size]
 
 
 def view(result: SweepResult, lab: VitLab) -> MapView:
     sizes = [s for s in result.sizes[::-1] if s in result.maps]  # largest first
     size = sizes[min(max(lab.explain_size, 0), len(sizes) - 1)]
     i = min(max(lab.image, 0), len(result.lesion_images) - 1)
-    scores = _scores(id(result), size, result)
+    scores = _scores(size, result)
     hits = {name: scores.hits[name] for name in MODELS}
     ci = {name: explain.wilson_interval(int(h.sum()), len(h)) for name, h in hits.items()}
     return MapView(
