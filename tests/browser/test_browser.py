@@ -12,7 +12,7 @@ from tests.conftest import import_all_core_modules
 pytestmark = pytest.mark.browser
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
-PAGES = ["home"] + [c.id for c in content.chapters()] + (["glossary"] if content.glossary() else []) + ["progress"]
+PAGES = ["home"] + [c.id for c in content.chapters()] + (["glossary"] if content.glossary() else []) + ["class", "progress"]
 
 
 def test_every_page_renders_without_an_exception(app_url, new_page):
