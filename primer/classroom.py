@@ -128,6 +128,16 @@ def clean_nickname(text: str) -> str:
     return kept[:MAX_NICKNAME]
 
 
+def _delete_class_rows(conn, class_id: int) -> None:
+    """Every row of one class, children first (SQLite enforces no cascade without the pragma)."""
+    poll_ids = sa.select(polls.c.id).where(polls.c.class_id == class_id)
+    conn.execute(poll_answers.delete().where(poll_answers.c.poll_id.in_(poll_ids)))
+    conn.execute(polls.delete().where(polls.c.class_id == class_id))
+    conn.execute(members.delete().where(members.c.class_id == class_id))
+    conn.execute(key_failures.delete().where(key_failures.c.class_id == class_id))
+    conn.execute(classes.delete().where(classes.c.id == class_id))
+
+
 class Classroom:
     def __init__(self, store: storage.Store):
         self.store = store
@@ -253,12 +263,7 @@ class Classroom:
         """The class and everything in it: members, polls, answers, key failures."""
         self.check_key(class_id, key)
         with self.store._tx() as conn:
-            poll_ids = sa.select(polls.c.id).where(polls.c.class_id == class_id)
-            conn.execute(poll_answers.delete().where(poll_answers.c.poll_id.in_(poll_ids)))
-            conn.execute(polls.delete().where(polls.c.class_id == class_id))
-            conn.execute(members.delete().where(members.c.class_id == class_id))
-            conn.execute(key_failures.delete().where(key_failures.c.class_id == class_id))
-            conn.execute(classes.delete().where(classes.c.id == class_id))
+            _delete_class_rows(conn, class_id)
 
     def delete_old(self, older_than_s: float) -> int:
         """Retention: delete classes created more than `older_than_s` seconds ago."""
@@ -266,12 +271,7 @@ class Classroom:
         with self.store._tx() as conn:
             old = [r.id for r in conn.execute(sa.select(classes.c.id).where(classes.c.created_at < cutoff))]
             for class_id in old:
-                poll_ids = sa.select(polls.c.id).where(polls.c.class_id == class_id)
-                conn.execute(poll_answers.delete().where(poll_answers.c.poll_id.in_(poll_ids)))
-                conn.execute(polls.delete().where(polls.c.class_id == class_id))
-                conn.execute(members.delete().where(members.c.class_id == class_id))
-                conn.execute(key_failures.delete().where(key_failures.c.class_id == class_id))
-                conn.execute(classes.delete().where(classes.c.id == class_id))
+                _delete_class_rows(conn, class_id)
             return len(old)
 
     def class_for(self, join_code: str) -> int:

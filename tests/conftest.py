@@ -82,3 +82,15 @@ def count(url: str, table: str, code: str | None = None, column: str | None = No
         n = conn.execute(sa.text(query), {"code": code}).scalar()
     engine.dispose()
     return int(n)
+
+
+@pytest.fixture
+def app_db(tmp_path, monkeypatch):
+    """A fresh SQLite database for the app under test (the app caches its store per process)."""
+    from app import ui
+
+    db_url = f"sqlite:///{tmp_path / 'app.db'}"
+    monkeypatch.setenv("PRIMER_DATABASE_URL", db_url)
+    ui._store.clear()
+    yield db_url
+    ui._store.clear()

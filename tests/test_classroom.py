@@ -161,17 +161,6 @@ def test_forget_me_unlinks_a_learner_from_their_classes(room, db_url):
 # The page, in AppTest: one instructor session and two student sessions on one database
 
 
-@pytest.fixture
-def app_db(tmp_path, monkeypatch):
-    from app import ui
-
-    url = f"sqlite:///{tmp_path / 'app.db'}"
-    monkeypatch.setenv("PRIMER_DATABASE_URL", url)
-    ui._store.clear()
-    yield url
-    ui._store.clear()
-
-
 def test_a_class_end_to_end_in_the_page(app_db):
     from tests.conftest import assert_no_exception, run_page
 

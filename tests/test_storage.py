@@ -129,18 +129,6 @@ def test_a_database_that_is_down_or_read_only_raises_storage_error(tmp_path):
 # The app
 
 
-@pytest.fixture
-def app_db(tmp_path, monkeypatch):
-    """A fresh SQLite database for the app under test (the store is cached per process)."""
-    from app import ui
-
-    db_url = f"sqlite:///{tmp_path / 'app.db'}"
-    monkeypatch.setenv("PRIMER_DATABASE_URL", db_url)
-    ui._store.clear()
-    yield db_url
-    ui._store.clear()
-
-
 def answer_first_question(at):
     from primer import content, quiz
 
