@@ -34,6 +34,9 @@ BENCHES: dict[str, list[str]] = {
     "terminology": [],
     "hostile": [],
     "load": [],
+    "future_shift": [],
+    "future_uncertainty": [],
+    "future_vit": [],
 }
 TIMEOUT_S = 1800
 

@@ -15,7 +15,9 @@ Selective prediction refers the most uncertain X% to the radiologist and scores 
     curve = coverage_curve(labels, probs, uncertainty, coverages)
 
 The members reuse the ensemble lab's data and configuration (primer.validation) with dropout
-switched on; member 1 is also the MC-dropout network. Nothing here imports streamlit.
+switched on; the member with the best validation AUC is also the MC-dropout network (a choice
+made on validation images, never on the test set: a seed that trains badly in a few epochs would
+otherwise make MC dropout look worse than it is). Nothing here imports streamlit.
 """
 
 from __future__ import annotations
@@ -186,12 +188,18 @@ class Answers:
         raise ValueError(f"unknown measure {measure!r}")
 
 
+def mc_member(members: list[Member]) -> int:
+    """Index of the member MC dropout uses: the best last-epoch validation AUC (ties: the first)."""
+    return int(np.argmax([m.epochs[-1].val_auc if m.epochs else -1.0 for m in members]))
+
+
 def score_groups(lab: UncertaintyLab, members: list[Member]) -> dict[str, dict[str, Answers]]:
     """method → group → Answers, for every group of images."""
     nets = [load(lab, m) for m in members]
+    mc_net = nets[mc_member(members)]
     out = {"mc": {}, "ensemble": {}}
     for name, (x, _) in group_images(lab.num_images, lab.seed).items():
-        out["mc"][name] = Answers(mc_dropout_probs(nets[0], x, lab.mc_passes, seed=lab.seed))
+        out["mc"][name] = Answers(mc_dropout_probs(mc_net, x, lab.mc_passes, seed=lab.seed))
         out["ensemble"][name] = Answers(ensemble_member_probs(nets, x))
     return out
 

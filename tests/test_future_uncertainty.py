@@ -88,6 +88,15 @@ def test_tiny_run_scores_every_group():
             assert np.isfinite(answers.uncertainty("entropy")).all()
     assert scores["mc"]["test"].samples.shape[0] == TINY.mc_passes
     assert scores["ensemble"]["test"].samples.shape[0] == TINY.num_models
+    # MC dropout runs on the member with the best validation AUC: its passes average (p = 0.1 is
+    # small) to about that member's deterministic answer, not the other member's
+    best = fu.mc_member(members)
+    assert best == int(np.argmax([m.epochs[-1].val_auc for m in members]))
+    x = fu.group_images(TINY.num_images, TINY.seed)["test"][0]
+    chosen = fu.ensemble_member_probs([fu.load(TINY, members[best])], x)[0]
+    mc = fu.mc_dropout_probs(fu.load(TINY, members[best]), x, TINY.mc_passes, seed=TINY.seed)
+    np.testing.assert_allclose(scores["mc"]["test"].samples, mc)
+    assert np.abs(mc.mean(0) - chosen).mean() < 0.1
 
 
 # ---------------------------------------------------------------------------------------------
