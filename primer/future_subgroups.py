@@ -303,9 +303,11 @@ def explain(report: SubgroupReport) -> list[tuple[str, dict]]:
     best = max(rows, key=lambda r: r.sensitivity)
     worst = min(rows, key=lambda r: r.sensitivity)
     gap, apart = sensitivity_gap(report)
-    values = {"best": best.name, "worst": worst.name, "gap": gap, "threshold": report.threshold,
+    values = {"best": best.name, "worst": worst.name, "gap": 100 * gap, "threshold": report.threshold,
               "best_sens": best.sensitivity, "worst_sens": worst.sensitivity}  # fmt: skip
     out = [("subgroups.why.apart" if apart else "subgroups.why.overlap", values)]
+    if report.overall.auc is not None and report.overall.auc.auc < 0.7:  # a barely trained model: gaps are noise
+        out.append(("subgroups.why.undertrained", {"auc": report.overall.auc.auc}))
     by_name = {r.name: r for r in report.rows}
     if report.grouping == "size" and by_name["large"].sensitivity < by_name["medium"].sensitivity:
         out.append(("subgroups.why.size", {}))
