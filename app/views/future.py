@@ -1,11 +1,11 @@
-"""Future directions: domain shift, uncertainty and vision transformers, each a live lab; then
-what deployment takes. (Federated learning, self-supervised pretraining and subgroup
-performance are still to come: issue 16.)"""
+"""Future directions: domain shift, uncertainty, vision transformers and subgroup performance
+(fairness), each a live lab; then what deployment takes. (Federated learning and self-supervised
+pretraining are still to come: issue 16.)"""
 
 import streamlit as st
 
 from app import ui
-from app.widgets import future_shift, future_uncertainty, future_vit
+from app.widgets import future_shift, future_subgroups, future_uncertainty, future_vit
 
 page = ui.ChapterPage("future")
 page.lesson("intro")
@@ -15,6 +15,7 @@ page.lesson("intro")
 future_shift.lab(page)
 future_uncertainty.lab(page)
 future_vit.lab(page)
+future_subgroups.lab(page)
 
 if not ui.presenting():
     st.header(page.t("deployment_header"))
