@@ -37,6 +37,7 @@ BENCHES: dict[str, list[str]] = {
     "future_shift": [],
     "future_uncertainty": [],
     "future_vit": [],
+    "future_subgroups": [],
 }
 TIMEOUT_S = 1800
 
