@@ -66,7 +66,9 @@ PROFILES = (
     (Acquisition(noise_std=0.35, beta=2.2, contrast=2.8, intensity_scale=0.8, prevalence=0.5), 0.10),
 )
 # the hospital that never joined: another scanner again, fewer positives
-NEW_HOSPITAL = Acquisition(noise_std=0.4, beta=2.5, contrast=2.8, intensity_scale=1.1, intensity_offset=0.2, prevalence=0.3)
+NEW_HOSPITAL = Acquisition(
+    noise_std=0.4, beta=2.5, contrast=2.8, intensity_scale=1.1, intensity_offset=0.2, prevalence=0.3
+)
 FIELDS = ("noise_std", "beta", "contrast", "intensity_scale", "intensity_offset", "prevalence")
 
 HOSPITAL_SEED_OFFSET = 70_000  # hospital k draws its patients from seed + 70 000 × (k + 1)
@@ -125,7 +127,9 @@ def make_hospital(index: int, acquisition: Acquisition, num_images: int, seed: i
         patient_offset=PATIENT_ID_STRIDE * index,
     )
     # one image per patient, so fractions of patients are fractions of images
-    splits = split(data, SplitConfig(val_fraction=VAL_FRACTION * num_images / n, test_fraction=TEST_IMAGES / n, seed=seed))
+    splits = split(
+        data, SplitConfig(val_fraction=VAL_FRACTION * num_images / n, test_fraction=TEST_IMAGES / n, seed=seed)
+    )
     return Hospital(index, acquisition, splits)
 
 
@@ -151,8 +155,8 @@ class FederatedLab:
     num_hospitals: int = 4  # 3-5; four gives two big and two small hospitals
     non_iid: float = 1.0  # 0 every hospital alike, 1 very different: the case federated learning must handle
     num_images: int = 800  # training pool of the whole federation (+200 test images per hospital):
-    # the small hospitals then have 80-120 images, too few to train alone, as in practice
-    rounds: int = 8  # communication rounds; 8 × 1 epoch keeps the three-way comparison under 30 s
+    # the small hospitals then have 70-110 images, too few to train alone, as in practice
+    rounds: int = 8  # communication rounds; 8 × 1 epoch: FedAvg passes the local models by round 3
     local_epochs: int = 1  # E: more local work per round means fewer rounds but more client drift
     clients_per_round: int = 4  # all hospitals every round (McMahan's C = 1); fewer is cheaper but noisier
     seed: int = 0  # the hospitals' patients, the initial weights and the choice of clients
@@ -203,7 +207,7 @@ class Federation:
 def _federation(num_hospitals: int, non_iid: float, num_images: int, seed: int, new_images: int) -> Federation:
     acquisitions = hospital_acquisitions(num_hospitals, non_iid)
     sizes = hospital_sizes(num_images, num_hospitals, non_iid)
-    hospitals = [make_hospital(k, a, n, seed) for k, (a, n) in enumerate(zip(acquisitions, sizes))]
+    hospitals = [make_hospital(k, a, n, seed) for k, (a, n) in enumerate(zip(acquisitions, sizes, strict=True))]
     new, _ = site_data(
         NEW_HOSPITAL,
         new_images,
@@ -230,7 +234,7 @@ def aggregate(states: list[dict], weights: list[float]) -> dict:
     out = {}
     for name, first in states[0].items():
         if first.is_floating_point():
-            acc = sum(s[name].double() * (w / total) for s, w in zip(states, weights))
+            acc = sum(s[name].double() * (w / total) for s, w in zip(states, weights, strict=True))
             out[name] = acc.to(first.dtype)
         else:
             out[name] = torch.stack([s[name] for s in states]).max(0).values

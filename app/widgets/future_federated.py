@@ -51,11 +51,13 @@ def hospitals_table(page, lab: FederatedLab) -> None:
     acquisitions = fl.hospital_acquisitions(lab.num_hospitals, lab.non_iid) + [fl.NEW_HOSPITAL]
     sizes = fl.hospital_sizes(lab.num_images, lab.num_hospitals, lab.non_iid) + [0]
     rows = []
-    for k, (a, n) in enumerate(zip(acquisitions, sizes)):
+    for k, (a, n) in enumerate(zip(acquisitions, sizes, strict=True)):
         new = k == lab.num_hospitals
         rows.append(
             {
-                page.t("federated.col.site"): page.t("federated.new") if new else page.t("federated.hospital_k", k=k + 1),
+                page.t("federated.col.site"): page.t("federated.new")
+                if new
+                else page.t("federated.hospital_k", k=k + 1),
                 page.t("federated.col.images"): page.t("federated.test_only", n=lab.new_images) if new else str(n),
                 page.t("federated.col.prevalence"): f"{a.prevalence:.0%}",
                 page.t("federated.col.noise"): f"{a.noise_std:.2f}",
@@ -153,8 +155,7 @@ def lab(page) -> None:
     if trained and not job.result.stopped:
         results(page, binding, job.result)
     if not ui.presenting():
-        page.lesson("federated", expanded=False)
-        page.lesson("federated_privacy", expanded=False)
+        page.lesson("federated_learning", expanded=False)
 
 
 def bar_items(page, result: fl.FederatedResult, view: str) -> list[dict]:
