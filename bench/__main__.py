@@ -35,6 +35,7 @@ BENCHES: dict[str, list[str]] = {
     "hostile": [],
     "load": [],
     "future_shift": [],
+    "future_federated": [],
     "future_uncertainty": [],
     "future_vit": [],
     "future_subgroups": [],

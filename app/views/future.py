@@ -1,11 +1,11 @@
-"""Future directions: domain shift, uncertainty, vision transformers and subgroup performance
-(fairness), each a live lab; then what deployment takes. (Federated learning and self-supervised
-pretraining are still to come: issue 16.)"""
+"""Future directions: domain shift, federated learning, uncertainty, vision transformers and
+subgroup performance (fairness), each a live lab; then what deployment takes. (Self-supervised
+pretraining is still to come: issue 16.)"""
 
 import streamlit as st
 
 from app import ui
-from app.widgets import future_shift, future_subgroups, future_uncertainty, future_vit
+from app.widgets import future_federated, future_shift, future_subgroups, future_uncertainty, future_vit
 
 page = ui.ChapterPage("future")
 page.lesson("intro")
@@ -13,6 +13,7 @@ page.lesson("intro")
 # Each lab is one widget module (app/widgets/future_*.py, core in primer/future_*.py) that draws
 # its own subheader, intro, presets, controls, results and (collapsed) lessons.
 future_shift.lab(page)
+future_federated.lab(page)
 future_uncertainty.lab(page)
 future_vit.lab(page)
 future_subgroups.lab(page)
