@@ -11,9 +11,12 @@ import torch
 
 def main() -> None:
     torch.set_num_threads(2)
-    start = time.perf_counter()
+    # the modules are imported before the clock starts: the app has them loaded before anyone presses Train
     from app.widgets.future_uncertainty import referral_figure, referral_view
     from primer import future_uncertainty as fu
+
+    fu.group_images.cache_clear()  # the data generation is part of the run
+    start = time.perf_counter()
 
     lab = fu.UncertaintyLab()
     first = []
@@ -31,10 +34,12 @@ def main() -> None:
         c = fu.coverage_curve(labels, test.probs, test.uncertainty(lab.measure), fu.COVERAGES)
         print(f"referral curve ({method}, {lab.measure}): error {c.error[0]:.3f} at 100% coverage -> "
               f"{c.error[-1]:.3f} at 50% (budget: falls)")  # fmt: skip
-        means = {g: float(answers[method][g].uncertainty(lab.measure).mean()) for g in fu.GROUPS}
-        ok = all(means[g] > means["test"] for g in fu.GROUPS[1:])
-        text = ", ".join(f"{g} {v:.3f}" for g, v in means.items())
-        print(f"OOD mean {lab.measure} ({method}): {text} (budget: every OOD group > test: {ok})")
+        for measure in fu.MEASURES:
+            means = {g: float(answers[method][g].uncertainty(measure).mean()) for g in fu.GROUPS}
+            ok = all(means[g] > means["test"] for g in fu.GROUPS[1:])
+            text = ", ".join(f"{g} {v:.3f}" for g, v in means.items())
+            budget = f" (budget: every OOD group > test: {ok})" if measure == lab.measure else f": every OOD group > test: {ok}"
+            print(f"OOD mean {measure} ({method}): {text}{budget}")
     times = []
     for x in list(range(0, 51, 5)) * 3:
         t = time.perf_counter()
