@@ -135,7 +135,7 @@ def test_tiny_sweep_streams_a_record_per_run_and_keeps_maps():
     lab = fv.VitLab(largest=200, steps=8, dim=16, heads=2, depth=1)
     seen = []
     result = fv.run_sweep(lab, on_run=seen.append)
-    assert [(r.model, r.size) for r in seen] == [(m, s) for s in (20, 60, 200) for m in ("cnn", "vit")]
+    assert [(r.model, r.size) for r in seen] == [(m, s) for s in (20, 60, 200) for m in fv.TRAIN_ORDER]
     n = len(result.lesion_images)
     assert n > 100 and result.maps[200]["vit"].shape == (n, 64, 64)
     view = fv.view(result, fv.VitLab(image=3, explain_size=2))
