@@ -84,10 +84,12 @@ def test_unet_with_and_without_skips_keeps_the_resolution_and_passes_gradients()
 @pytest.mark.parametrize("size", [48, 64])
 def test_every_registered_segmenter_keeps_the_resolution_and_passes_gradients(name, size):
     net = models.build(name, seed=0, width=4)
-    x = torch.randn(2, 1, size, size, requires_grad=True)
+    # a seeded input, and the whole output's gradient: one pixel's logit can sit behind ReLUs that
+    # are all off for a given random image, which made this test depend on the tests before it
+    x = torch.randn(2, 1, size, size, generator=torch.Generator().manual_seed(0)).requires_grad_()
     out = net(x)
     assert out.shape == (2, 1, size, size)
-    out[:, 0, size // 2, size // 2].sum().backward()
+    out.sum().backward()
     assert x.grad.abs().sum() > 0
     net.eval()
     x = torch.randn(2, 1, size, size, requires_grad=True)
