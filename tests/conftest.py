@@ -6,6 +6,7 @@ import importlib
 import os
 import pkgutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,14 @@ def run_page(page: str | None = None, *, query: dict | None = None, timeout: flo
     if page is not None:
         at.switch_page(page).run()
     return at
+
+
+def wait_until_done(job, timeout: float = 240) -> None:
+    """Wait for a queued training job (polling, as the page does) and check that it finished well."""
+    deadline = time.monotonic() + timeout
+    while not job.finished and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert job.state == "done", job.error
 
 
 def assert_no_exception(at) -> None:

@@ -139,9 +139,8 @@ def _texts(at) -> str:
 
 
 def test_page_controls_preset_run_and_message():
-    import time
 
-    from tests.conftest import assert_no_exception, run_page
+    from tests.conftest import assert_no_exception, run_page, wait_until_done
 
     at = run_page(PAGE, query={**QUERY, "subgroups.b_share": "0.01"})
     assert_no_exception(at)
@@ -156,10 +155,7 @@ def test_page_controls_preset_run_and_message():
     at.select_slider(key="subgroups.test_images").set_value(400).run()
     at.button(key="future.subgroups.train").click().run()
     job = at.session_state["future.subgroups.job"]
-    deadline = time.monotonic() + 240
-    while not job.finished and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert job.state == "done", job.error
+    wait_until_done(job, 240)
     at.run()
     assert_no_exception(at)
     assert "Hospital 1" in " ".join(str(d.value) for d in at.dataframe) or "PPV" in _texts(at)

@@ -6,7 +6,6 @@ after a real run), so the result views can be driven without waiting for trainin
 import base64
 import json
 import re
-import time
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -23,7 +22,7 @@ from primer.generative import DaeLab, VaeLab
 from primer.jobs import Job
 from primer.tasks import FourTaskLab
 from primer.train import EpochRecord, TrainLab
-from tests.conftest import assert_no_exception, run_page
+from tests.conftest import assert_no_exception, run_page, wait_until_done
 
 PAGE = "views/architectures.py"
 torch.set_num_threads(1)
@@ -287,10 +286,7 @@ def test_gan_lab_trains_through_the_queue_and_draws_its_figures():
     at.button(key="gan.run").click().run()
     assert_no_exception(at)
     job = at.session_state["arch.gan"]
-    deadline = time.monotonic() + 240
-    while not job.finished and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert job.state == "done", job.error
+    wait_until_done(job, 240)
     at.run()
     assert_no_exception(at)
     run = job.result["run"]
