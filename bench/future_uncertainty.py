@@ -38,8 +38,15 @@ def main() -> None:
             means = {g: float(answers[method][g].uncertainty(measure).mean()) for g in fu.GROUPS}
             ok = all(means[g] > means["test"] for g in fu.GROUPS[1:])
             text = ", ".join(f"{g} {v:.3f}" for g, v in means.items())
-            budget = f" (budget: every OOD group > test: {ok})" if measure == lab.measure else f": every OOD group > test: {ok}"
-            print(f"OOD mean {measure} ({method}): {text}{budget}")
+            aucs = " ".join(f"{g} {fu.ood_auc(answers[method]['test'].uncertainty(measure), answers[method][g].uncertainty(measure)):.2f}"
+                            for g in fu.GROUPS[1:])  # fmt: skip
+            print(f"OOD mean {measure} ({method}): {text}; every OOD group > test: {ok}; OOD AUC {aucs}")
+            if measure == "distance":  # the measure meant for OOD: the budget is read here
+                print(f"OOD budget ({method}, feature distance): every OOD group > test: {ok} (budget: True)")
+        for measure in fu.MEASURES:
+            k = fu.coverage_curve(labels, test.probs, test.uncertainty(measure), fu.COVERAGES)
+            print(f"referral by {measure} ({method}): error {k.error[0]:.3f} -> {k.error[10]:.3f} at 90% kept, "
+                  f"{k.error[30]:.3f} at 70%, {k.error[-1]:.3f} at 50%")  # fmt: skip
     times = []
     for x in list(range(0, 51, 5)) * 3:
         t = time.perf_counter()

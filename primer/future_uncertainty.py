@@ -7,6 +7,13 @@ answers (a deep ensemble, Lakshminarayanan et al. 2017). From the spread of thos
     predictive entropy   H(p̄)                    total uncertainty (bits; 1 = a coin flip)
     mutual information   H(p̄) − mean_s H(p_s)    the part due to disagreement (epistemic)
     std                  std_s p_s                the members' spread of P(lesion)
+    feature distance     min_c (f − μ_c)ᵀ Σ⁻¹ (f − μ_c)   how far the image's features lie from the
+                         training images' (squared Mahalanobis distance, Lee et al. 2018)
+
+The first three read the output only; an image unlike any training image can still get a
+confident output. The feature distance asks instead whether the network has seen features like
+these: μ_c are the class means of the penultimate features of training images, Σ their shared
+covariance.
 
 Selective prediction refers the most uncertain X% to the radiologist and scores the rest:
 
@@ -37,11 +44,12 @@ from primer.labstate import register_lab
 from primer.train import EpochRecord, fit, predict
 
 METHODS = ("mc", "ensemble")
-MEASURES = ("entropy", "mutual_info", "std")
+MEASURES = ("entropy", "mutual_info", "std", "distance")
 GROUPS = ("test", "scanner", "flat", "noise", "ct")  # in-distribution test set first, then OOD
 OOD_IMAGES = 100  # per out-of-distribution group: enough for a stable mean
 SCANNER = val.Acquisition(noise_std=0.6, intensity_scale=1.5)  # noisier, brighter: another scanner
 OOD_SEED_OFFSET = 70_000  # OOD images come from their own random stream
+FEATURE_FIT_IMAGES = 400  # training images behind the class means and covariance: 32 features need few
 
 
 @register_lab("uncertainty")
@@ -173,6 +181,7 @@ class Answers:
     """S stochastic answers (T passes or K members) per image, and what follows from them."""
 
     samples: np.ndarray  # (S, N) P(lesion)
+    distance: np.ndarray | None = None  # (N,) feature distance to the training images (see FeatureDistance)
 
     @property
     def probs(self) -> np.ndarray:
@@ -185,7 +194,32 @@ class Answers:
             return np.maximum(binary_entropy(self.probs) - binary_entropy(self.samples).mean(0), 0.0)
         if measure == "std":
             return self.samples.std(0)
+        if measure == "distance" and self.distance is not None:
+            return self.distance
         raise ValueError(f"unknown measure {measure!r}")
+
+
+class FeatureDistance:
+    """Squared Mahalanobis distance of an image's penultimate features to the nearest class mean
+    of the training images, with one covariance shared by the classes (Lee et al. 2018), estimated
+    with Ledoit-Wolf shrinkage so that it stays invertible."""
+
+    def __init__(self, net: torch.nn.Module, x: torch.Tensor, y: np.ndarray):
+        from sklearn.covariance import LedoitWolf
+
+        features = embed_features(net, x)  # (N, C)
+        y = np.asarray(y)
+        self.means = np.stack([features[y == c].mean(0) for c in (0, 1)])  # (2, C)
+        self.covariance = LedoitWolf(assume_centered=True).fit(features - self.means[y])  # within-class spread
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        return np.min([self.covariance.mahalanobis(features - m) for m in self.means], axis=0)  # (N,)
+
+
+def embed_features(net: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+    net.eval()
+    with torch.no_grad():
+        return net.embed(x).double().numpy()  # (N, C)
 
 
 def mc_member(members: list[Member]) -> int:
@@ -196,11 +230,15 @@ def mc_member(members: list[Member]) -> int:
 def score_groups(lab: UncertaintyLab, members: list[Member]) -> dict[str, dict[str, Answers]]:
     """method → group → Answers, for every group of images."""
     nets = [load(lab, m) for m in members]
-    mc_net = nets[mc_member(members)]
+    mc = mc_member(members)
+    train = val.site_a_splits(lab.num_images, lab.seed)[0].train
+    fit_x, fit_y = train.x[:FEATURE_FIT_IMAGES], train.y[:FEATURE_FIT_IMAGES].numpy()
+    distances = [FeatureDistance(net, fit_x, fit_y) for net in nets]
     out = {"mc": {}, "ensemble": {}}
     for name, (x, _) in group_images(lab.num_images, lab.seed).items():
-        out["mc"][name] = Answers(mc_dropout_probs(mc_net, x, lab.mc_passes, seed=lab.seed))
-        out["ensemble"][name] = Answers(ensemble_member_probs(nets, x))
+        d = np.stack([dist(embed_features(net, x)) for net, dist in zip(nets, distances, strict=True)])  # (K, N)
+        out["mc"][name] = Answers(mc_dropout_probs(nets[mc], x, lab.mc_passes, seed=lab.seed), d[mc])
+        out["ensemble"][name] = Answers(ensemble_member_probs(nets, x), d.mean(0))  # the members' mean distance
     return out
 
 

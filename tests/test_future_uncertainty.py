@@ -97,6 +97,44 @@ def test_tiny_run_scores_every_group():
     mc = fu.mc_dropout_probs(fu.load(TINY, members[best]), x, TINY.mc_passes, seed=TINY.seed)
     np.testing.assert_allclose(scores["mc"]["test"].samples, mc)
     assert np.abs(mc.mean(0) - chosen).mean() < 0.1
+    # the feature distance: the MC network's own, and the ensemble's the mean of its members'
+    for method in fu.METHODS:
+        for answers in scores[method].values():
+            assert answers.uncertainty("distance").shape == answers.probs.shape
+            assert (answers.uncertainty("distance") >= 0).all()
+    train = fu.val.site_a_splits(TINY.num_images, TINY.seed)[0].train
+    fit_x, fit_y = train.x[: fu.FEATURE_FIT_IMAGES], train.y[: fu.FEATURE_FIT_IMAGES].numpy()
+    nets = [fu.load(TINY, m) for m in members]
+    per_member = [fu.FeatureDistance(n, fit_x, fit_y)(fu.embed_features(n, x)) for n in nets]
+    np.testing.assert_allclose(scores["mc"]["test"].distance, per_member[best])
+    np.testing.assert_allclose(scores["ensemble"]["test"].distance, np.mean(per_member, 0))
+
+
+class _Identity(torch.nn.Module):
+    """A "network" whose penultimate features are its input: the distance is then checkable by hand."""
+
+    def embed(self, x):
+        return x
+
+
+def test_feature_distance_matches_scipy_mahalanobis():
+    from scipy.spatial.distance import mahalanobis
+    from sklearn.covariance import ledoit_wolf
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    centres = np.array([[0.0, 0.0, 0.0], [3.0, -1.0, 2.0]])
+    features = centres[y] + rng.normal(size=(300, 3)) @ np.array([[1.0, 0.5, 0], [0, 1.0, 0.3], [0, 0, 0.5]])
+    dist = fu.FeatureDistance(_Identity(), torch.from_numpy(features), y)
+    means = np.stack([features[y == c].mean(0) for c in (0, 1)])
+    shrunk, _ = ledoit_wolf(features - means[y], assume_centered=True)  # the shared within-class covariance
+    precision = np.linalg.inv(shrunk)
+    queries = rng.normal(size=(20, 3)) * 4
+    expected = [min(mahalanobis(q, m, precision) ** 2 for m in means) for q in queries]
+    np.testing.assert_allclose(dist(queries), expected, rtol=1e-8)
+    np.testing.assert_allclose(dist(means), 0.0, atol=1e-12)  # a class mean is at distance 0
+    far = dist(means[:1] + 100.0)
+    assert far[0] > dist(features).max()  # far from every training image: larger than any of them
 
 
 # ---------------------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def controls(lab) -> None:
     lab.select_slider("mc_passes", "uncertainty.mc_passes", options=[1, 5, 10, 30, 100])
     lab.segmented("method", "uncertainty.method", options=list(fu.METHODS), keep=True,
                   format_func=lambda m: ui.t(f"future.uncertainty.method.{m}"))  # fmt: skip
-    lab.segmented("measure", "uncertainty.measure", options=list(fu.MEASURES), keep=True,
+    lab.selectbox("measure", "uncertainty.measure", options=list(fu.MEASURES), keep=True,  # four: too wide for buttons
                   format_func=lambda m: ui.t(f"future.uncertainty.measure.{m}"))  # fmt: skip
     lab.slider("refer_percent", "uncertainty.refer_percent", min_value=0, max_value=50, step=1, keep=True)
 
@@ -193,10 +193,9 @@ def results(page, lab: UncertaintyLab, jobs) -> None:
         for m in fu.METHODS:
             u = answers[m][g].uncertainty(lab.measure)
             row[t(f"uncertainty.method.{m}")] = f"{u.mean():.3f}"
-            if g != "test":
-                row[t("uncertainty.col.ood_auc", method=t(f"uncertainty.method.{m}"))] = (
-                    f"{fu.ood_auc(answers[m]['test'].uncertainty(lab.measure), u):.2f}"
-                )
+            row[t("uncertainty.col.ood_auc", method=t(f"uncertainty.method.{m}"))] = (
+                "—" if g == "test" else f"{fu.ood_auc(answers[m]['test'].uncertainty(lab.measure), u):.2f}"
+            )
         row[t("uncertainty.col.called")] = f"{(answers[lab.method][g].probs >= 0.5).mean():.0%}"
         rows.append(row)
     st.dataframe(rows, hide_index=True, width="stretch")
