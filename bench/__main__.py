@@ -37,6 +37,7 @@ BENCHES: dict[str, list[str]] = {
     "future_shift": [],
     "future_federated": [],
     "future_uncertainty": [],
+    "future_selfsup": [],
     "future_vit": [],
     "future_subgroups": [],
 }

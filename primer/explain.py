@@ -650,6 +650,12 @@ def embed(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> np.ndarra
     return np.concatenate([model.embed(x[i : i + batch_size]).numpy() for i in range(0, len(x), batch_size)])
 
 
+def features(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """`embed` of a model put in eval mode (BatchNorm's running statistics, no dropout), in float64
+    for the covariance and probe fits that follow."""
+    return embed(model.eval(), x).astype(np.float64)  # (N, C)
+
+
 def project(features: np.ndarray, method: str = "pca", seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
     """(N, C) features → (N, 2) coordinates. Both start from standardised features, so no
     channel dominates because of its scale. t-SNE keeps neighbourhoods, not distances."""

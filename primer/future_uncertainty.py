@@ -38,7 +38,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import models
-from primer import metrics
+from primer import explain, metrics
 from primer import validation as val
 from primer.labstate import register_lab
 from primer.train import EpochRecord, fit, predict
@@ -207,19 +207,13 @@ class FeatureDistance:
     def __init__(self, net: torch.nn.Module, x: torch.Tensor, y: np.ndarray):
         from sklearn.covariance import LedoitWolf
 
-        features = embed_features(net, x)  # (N, C)
+        features = explain.features(net, x)  # (N, C)
         y = np.asarray(y)
         self.means = np.stack([features[y == c].mean(0) for c in (0, 1)])  # (2, C)
         self.covariance = LedoitWolf(assume_centered=True).fit(features - self.means[y])  # within-class spread
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
         return np.min([self.covariance.mahalanobis(features - m) for m in self.means], axis=0)  # (N,)
-
-
-def embed_features(net: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-    net.eval()
-    with torch.no_grad():
-        return net.embed(x).double().numpy()  # (N, C)
 
 
 def mc_member(members: list[Member]) -> int:
@@ -236,7 +230,7 @@ def score_groups(lab: UncertaintyLab, members: list[Member]) -> dict[str, dict[s
     distances = [FeatureDistance(net, fit_x, fit_y) for net in nets]
     out = {"mc": {}, "ensemble": {}}
     for name, (x, _) in group_images(lab.num_images, lab.seed).items():
-        d = np.stack([dist(embed_features(net, x)) for net, dist in zip(nets, distances, strict=True)])  # (K, N)
+        d = np.stack([dist(explain.features(net, x)) for net, dist in zip(nets, distances, strict=True)])  # (K, N)
         out["mc"][name] = Answers(mc_dropout_probs(nets[mc], x, lab.mc_passes, seed=lab.seed), d[mc])
         out["ensemble"][name] = Answers(ensemble_member_probs(nets, x), d.mean(0))  # the members' mean distance
     return out

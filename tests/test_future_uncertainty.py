@@ -10,6 +10,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_auc_score
 
 import models
+from primer import explain
 from primer import future_uncertainty as fu
 from primer.train import predict
 
@@ -105,7 +106,7 @@ def test_tiny_run_scores_every_group():
     train = fu.val.site_a_splits(TINY.num_images, TINY.seed)[0].train
     fit_x, fit_y = train.x[: fu.FEATURE_FIT_IMAGES], train.y[: fu.FEATURE_FIT_IMAGES].numpy()
     nets = [fu.load(TINY, m) for m in members]
-    per_member = [fu.FeatureDistance(n, fit_x, fit_y)(fu.embed_features(n, x)) for n in nets]
+    per_member = [fu.FeatureDistance(n, fit_x, fit_y)(explain.features(n, x)) for n in nets]
     np.testing.assert_allclose(scores["mc"]["test"].distance, per_member[best])
     np.testing.assert_allclose(scores["ensemble"]["test"].distance, np.mean(per_member, 0))
 

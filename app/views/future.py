@@ -1,11 +1,18 @@
-"""Future directions: domain shift, federated learning, uncertainty, vision transformers and
-subgroup performance (fairness), each a live lab; then what deployment takes. (Self-supervised
-pretraining is still to come: issue 16.)"""
+"""Future directions: domain shift, federated learning, uncertainty, self-supervised pretraining,
+vision transformers and subgroup performance (fairness), each a live lab; then what deployment
+takes."""
 
 import streamlit as st
 
 from app import ui
-from app.widgets import future_federated, future_shift, future_subgroups, future_uncertainty, future_vit
+from app.widgets import (
+    future_federated,
+    future_selfsup,
+    future_shift,
+    future_subgroups,
+    future_uncertainty,
+    future_vit,
+)
 
 page = ui.ChapterPage("future")
 page.lesson("intro")
@@ -15,6 +22,7 @@ page.lesson("intro")
 future_shift.lab(page)
 future_federated.lab(page)
 future_uncertainty.lab(page)
+future_selfsup.lab(page)
 future_vit.lab(page)
 future_subgroups.lab(page)
 
