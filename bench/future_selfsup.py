@@ -46,6 +46,13 @@ def main() -> None:
     t = time.perf_counter()
     fss.embedding_figure(result, "pca", words).to_json()
     print(f"  first PCA embedding (computed, then cached): {(time.perf_counter() - t) * 1000:.0f} ms")
+    from sklearn.metrics import roc_auc_score
+
+    for encoder in fss.EMBEDDINGS:  # how well each of the first two principal components alone sorts the classes
+        xy = fss.embedding(result, encoder, "pca")
+        aucs = [roc_auc_score(result.test_labels, xy[:, k]) for k in (0, 1)]
+        print(f"  PCA of the {encoder} features: class AUC of PC1 {max(aucs[0], 1 - aucs[0]):.3f}, "
+              f"PC2 {max(aucs[1], 1 - aucs[1]):.3f}")  # fmt: skip
     t = time.perf_counter()
     fss.embedding_figure(result, "tsne", words).to_json()
     print(f"  first t-SNE embedding (computed, then cached): {(time.perf_counter() - t) * 1000:.0f} ms")

@@ -354,7 +354,8 @@ def budget_figure(result: Result, budget: int, words: dict):
     fig.add_vline(x=budget, line_dash="dash", line_color="#bbbbbb")
     fig.update_layout(xaxis={"title": words["labels"], "type": "log", "tickvals": list(BUDGETS)},
                       yaxis={"title": words["auc"], "range": [0.4, 1.0]},
-                      margin={"l": 50, "r": 10, "t": 20, "b": 40}, legend={"orientation": "h", "y": 1.15})  # fmt: skip
+                      margin={"l": 50, "r": 10, "t": 10, "b": 40},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0})  # fmt: skip
     return fig
 
 

@@ -116,10 +116,10 @@ def results(page, binding, result: fss.Result) -> None:
     left, right = st.columns([3, 2])
     with left:
         st.markdown(f"**{t('selfsup.curve_title')}**")
-        ui.figure(fss.budget_figure(result, budget, w), key="future.selfsup.curve", height=340)
+        ui.figure(fss.budget_figure(result, budget, w), key="future.selfsup.curve", height=400)
     with right:
         st.markdown(f"**{t('selfsup.loss_title')}**")
-        ui.figure(fss.loss_figure(result.losses, w), key="future.selfsup.loss", height=340)
+        ui.figure(fss.loss_figure(result.losses, w), key="future.selfsup.loss", height=400)
     smallest = budgets[0]
     st.caption(t("selfsup.curve_caption", labels=smallest, selfsup=result.auc("selfsup", smallest),
                  scratch=result.auc("scratch", smallest), supervised=result.auc("supervised", smallest),
@@ -128,7 +128,9 @@ def results(page, binding, result: fss.Result) -> None:
     binding.segmented("projection", "selfsup.projection", options=["pca", "tsne"], keep=True,
                       format_func=lambda m: ui.t(f"future.selfsup.projection.{m}"))  # fmt: skip
     method = binding.state().projection
-    ui.figure(fss.embedding_figure(result, method, w), key="future.selfsup.embedding", height=360)
+    with st.spinner(t("selfsup.projecting")):  # t-SNE takes ~3 s the first time, then it is cached
+        figure = fss.embedding_figure(result, method, w)
+    ui.figure(figure, key="future.selfsup.embedding", height=360)
     largest = budgets[-1]
     st.caption(t("selfsup.embedding_caption", labels=largest, random=result.auc("random", largest),
                  selfsup=result.auc("selfsup", largest)))  # fmt: skip
