@@ -116,3 +116,32 @@ def test_a_fresh_server_opens_a_deep_link_first(new_page):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_every_control_of_the_future_chapter_moves(app_url, new_page):
+    """Move every slider one step and click every segmented option of the future-directions page:
+    each one reruns its lab without an exception and lands in the address."""
+    page = new_page()
+    page.goto(f"{app_url}/future")
+    wait_idle(page)
+    sliders = page.locator('[data-testid="stSlider"] input[type="range"]')
+    count = sliders.count()
+    assert count >= 25
+    moved = 0
+    for i in range(count):
+        slider = page.locator('[data-testid="stSlider"] input[type="range"]').nth(i)
+        slider.scroll_into_view_if_needed()
+        before = slider.input_value()
+        slider.focus()
+        page.keyboard.press("ArrowRight")
+        wait_idle(page, quiet_s=0.8)
+        assert_no_exception(page)
+        moved += page.locator('[data-testid="stSlider"] input[type="range"]').nth(i).input_value() != before
+    assert moved >= count - 3  # a few start at their last option
+    buttons = page.locator('[data-testid="stMain"] [data-testid="stButtonGroup"] button')
+    for i in range(buttons.count()):
+        page.locator('[data-testid="stMain"] [data-testid="stButtonGroup"] button').nth(i).click()
+        wait_idle(page, quiet_s=0.8)
+        assert_no_exception(page)
+    for field in ("selfsup.pool_size", "uncertainty.refer_percent", "vit.steps", "subgroups.rule"):
+        assert field in page.url
