@@ -401,6 +401,12 @@ class LabBinding:
         kw.setdefault("help", help_text)
         if key in st.session_state:
             default_arg = {}  # the value is already in the session; a default too would warn
+            if factory is st.selectbox and st.session_state.get(f"{key}.shown_in") not in (None, lang()):
+                # A selectbox keeps showing the chosen option in the old language after a switch
+                # (a Streamlit bug, streamlit#13788): writing the value again makes it redraw.
+                st.session_state[key] = st.session_state[key]
+        if factory is st.selectbox:
+            st.session_state[f"{key}.shown_in"] = lang()
         with self._where(keep):
             value = factory(label, key=key, persist_state="session", **default_arg, **kw)
         if value is None or value == self.defaults[field]:

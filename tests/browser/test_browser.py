@@ -145,3 +145,18 @@ def test_every_control_of_the_future_chapter_moves(app_url, new_page):
         assert_no_exception(page)
     for field in ("selfsup.pool_size", "uncertainty.refer_percent", "vit.steps", "subgroups.rule"):
         assert field in page.url
+
+
+def test_a_selectbox_shows_its_choice_in_the_new_language_after_a_switch(app_url, new_page):
+    """Streamlit keeps a selectbox's shown option in the old language (streamlit#13788); the lab
+    binding writes the value again after a switch so that it redraws."""
+    from primer import i18n
+
+    page = new_page()
+    page.goto(f"{app_url}/training")
+    wait_idle(page)
+    shown = page.locator(".st-key-train-task input").first
+    assert shown.input_value() == i18n.translate("training.task.presence", "en")
+    page.locator('[data-testid="stSidebar"]').get_by_text("中文", exact=True).click()
+    wait_idle(page)
+    assert page.locator(".st-key-train-task input").first.input_value() == i18n.translate("training.task.presence", "zh")
