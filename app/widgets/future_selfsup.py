@@ -119,7 +119,10 @@ def results(page, binding, result: fss.Result) -> None:
         ui.figure(fss.budget_figure(result, budget, w), key="future.selfsup.curve", height=400)
     with right:
         st.markdown(f"**{t('selfsup.loss_title')}**")
-        ui.figure(fss.loss_figure(result.losses, w), key="future.selfsup.loss", height=400)
+        if result.losses:
+            ui.figure(fss.loss_figure(result.losses, w), key="future.selfsup.loss", height=400)
+        else:
+            st.info(t("selfsup.no_pretraining"))
     smallest = budgets[0]
     st.caption(t("selfsup.curve_caption", labels=smallest, selfsup=result.auc("selfsup", smallest),
                  scratch=result.auc("scratch", smallest), supervised=result.auc("supervised", smallest),
