@@ -54,6 +54,34 @@ def test_attention_rollout_matches_a_hand_computation():
     torch.testing.assert_close(two, avg / avg.sum(-1, keepdim=True))
 
 
+def test_readout_rollout_weights_the_token_rows_by_hand():
+    a1 = torch.tensor([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.2, 0.2, 0.6]])
+    a2 = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.0, 0.5], [0.0, 0.0, 1.0]])
+    attentions = [a1[None, None], a2[None, None]]
+    # a CLS-only readout gives the CLS row of the hand computation above
+    cls_only = fv.readout_rollout(attentions, torch.tensor([[1.0, 0.0, 0.0]]))[0]
+    torch.testing.assert_close(cls_only, torch.tensor([0.75, 0.25, 0.0]))
+    # half the channels from token 0, half from token 1: 0.5·(0.75, 0.25, 0) + 0.5·(0.2125, 0.5875, 0.2)
+    half = fv.readout_rollout(attentions, torch.tensor([[0.5, 0.5, 0.0]]))[0]
+    torch.testing.assert_close(half, torch.tensor([0.48125, 0.41875, 0.1]))
+
+
+def test_max_readout_matches_an_independent_forward_and_count():
+    model = fv.build_vit(patch_size=16, dim=8, depth=2, heads=2, seed=2).eval()
+    x = torch.randn(3, 1, 64, 64)
+    with torch.no_grad():
+        logits = model(x)
+        # independent: the same layers called one by one, then numpy's max and a hand count of winners
+        tokens = torch.cat([model.cls_token.expand(3, -1, -1), model.patch_embed(x)], dim=1) + model.pos_embed
+        for block in model.blocks:
+            tokens = block(tokens)
+    final = tokens.numpy()  # (3, 17, 8)
+    torch.testing.assert_close(logits, model.head(torch.from_numpy(final.max(axis=1))))
+    winners = final.argmax(axis=1)  # (3, 8): which token holds each channel's maximum
+    counts = np.stack([np.bincount(w, minlength=17) for w in winners]) / 8
+    np.testing.assert_allclose(model.readout.numpy(), counts)
+
+
 def test_rollout_rows_of_a_real_model_sum_to_one():
     model = fv.build_vit(patch_size=16, dim=16, depth=3, heads=2, seed=1).eval()
     model(torch.randn(2, 1, 64, 64))
