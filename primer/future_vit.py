@@ -359,11 +359,11 @@ def run_sweep(lab: VitLab, *, on_run=None, should_stop=None) -> SweepResult:
             model, run, stopped = train_one(lab, name, size, should_stop)
             if stopped:
                 break
-            maps.setdefault(size, {})[name] = rollout_maps(model, x) if name == "vit" else gradcam_maps(model, x)
-            probs.setdefault(size, {})[name] = predict(model, x)[:, 1].numpy()
             runs.append(run)
             if on_run is not None:
-                on_run(run)
+                on_run(run)  # the point goes on the curve now; its maps are only needed at the end
+            maps.setdefault(size, {})[name] = rollout_maps(model, x) if name == "vit" else gradcam_maps(model, x)
+            probs.setdefault(size, {})[name] = predict(model, x)[:, 1].numpy()
         if stopped:
             break
     return SweepResult(
