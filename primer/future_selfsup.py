@@ -38,7 +38,7 @@ import models
 from primer import explain
 from primer.labstate import register_lab
 from primer.synth import PhantomConfig
-from primer.train import AugmentConfig, TensorData, augment, phantom_data, predict
+from primer.train import AugmentConfig, TensorData, auc_score, augment, phantom_data, predict
 
 READERS = ("scratch", "random", "supervised", "selfsup")
 BUDGETS = (20, 50, 100, 200, 500)  # labelled images; the curve is drawn over all of them
@@ -219,8 +219,8 @@ def train_scratch(lab: SelfSupLab, labelled: TensorData, budget: int, should_sto
     from primer.train import Splits, TrainConfig, fit
 
     index = budget_index(labelled.y, budget)
-    repeat = math.ceil(BATCH * SCRATCH_STEPS / len(index) / max(1, math.ceil(len(index) / BATCH)) / BATCH)
-    train = labelled.subset(index.repeat(max(1, repeat)))
+    repeat = math.ceil(SCRATCH_STEPS / (len(index) * math.ceil(len(index) / BATCH)))  # 4x at 20, 2x at 50, then 1x
+    train = labelled.subset(index.repeat(repeat))
     epochs = max(1, round(SCRATCH_STEPS / math.ceil(len(train) / BATCH)))
     splits = Splits(train=train, val=labelled.subset(index[:2]), test=None)  # validation unused: 2 images
     model = build_encoder(lab.seed)
@@ -301,18 +301,12 @@ def run(lab: SelfSupLab, *, on_step=None, should_stop=None) -> Result:
             auc = linear_probe_auc(labelled[name][index], y, result.test_features[name], result.test_labels)
             result.points.append(BudgetPoint(name, budget, auc))
         scratch = train_scratch(lab, d.labelled, budget, should_stop=should_stop)
-        result.points.append(BudgetPoint("scratch", budget, _auc(d.test, scratch)))
+        result.points.append(BudgetPoint("scratch", budget, auc_score(d.test.y, predict(scratch, d.test.x))))
         if on_step is not None:
             on_step(StepRecord("budget", k + 1, len(BUDGETS), seconds=time.perf_counter() - start))
     times["budgets"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - start
     return result
-
-
-def _auc(test: TensorData, model: nn.Module) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(test.y.numpy(), predict(model, test.x)[:, 1].numpy()))
 
 
 def smallest_budget_gain(result: Result) -> float:
