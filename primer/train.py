@@ -23,7 +23,9 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch._dynamo  # noqa: F401  an optimizer's first step imports it (~1 s): pay that when the page loads, not on Train
 import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
 from torch import nn
 
 import models
@@ -345,8 +347,6 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.T
 
 def auc_score(y: torch.Tensor, probs: torch.Tensor) -> float:
     """ROC AUC of the positive class (binary) or one-vs-rest macro AUC; NaN with one class."""
-    from sklearn.metrics import roc_auc_score
-
     y_np, p_np = y.numpy(), probs.double().numpy()
     if len(np.unique(y_np)) < 2 or not np.isfinite(p_np).all():
         return float("nan")

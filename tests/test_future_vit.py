@@ -161,14 +161,28 @@ def test_problems_name_bad_combinations():
 
 def test_tiny_sweep_streams_a_record_per_run_and_keeps_maps():
     lab = fv.VitLab(largest=200, steps=8, dim=16, heads=2, depth=1)
-    seen = []
-    result = fv.run_sweep(lab, on_run=seen.append)
+    seen, live = [], []
+    result = fv.run_sweep(lab, on_run=seen.append, on_epoch=live.append)
     assert [(r.model, r.size) for r in seen] == [(m, s) for s in (20, 60, 200) for m in fv.TRAIN_ORDER]
+    # the live stream: every epoch of every run, in order, its curve growing by one point, and the
+    # last point of each run is the validation AUC that run reports when it finishes
+    for index, run in enumerate(seen):
+        mine = [p for p in live if p.run_index == index]
+        assert [p.epoch for p in mine] == list(range(1, run.epochs + 1))
+        assert all(p.num_epochs == run.epochs and (p.model, p.size) == (run.model, run.size) for p in mine)
+        assert [len(p.val_auc) for p in mine] == [p.epoch for p in mine]
+        assert mine[-1].val_auc[-1] == run.val_auc
     n = len(result.lesion_images)
     assert n > 100 and result.maps[200]["vit"].shape == (n, 64, 64)
     view = fv.view(result, fv.VitLab(image=3, explain_size=2))
     assert view.size == 20 and view.index == 3 and 0 <= view.vit_hits <= 1
     assert fv.maps_figure(view, {k: k for k in ("image", "rollout", "gradcam")})
+    curve = fv.auc_figure(seen, lab.sizes(), {k: k for k in ("vit", "cnn", "chance", "size", "auc")})
+    low, high = curve.layout.xaxis.range
+    assert 10**low < 20 and 10**high > 200 and list(curve.layout.xaxis.tickvals) == [20, 60, 200]
+    assert fv.live_figure(live[-1], {k: k for k in ("vit", "cnn", "chance", "epoch", "val_auc")}).data[0].y == tuple(
+        live[-1].val_auc
+    )
 
 
 def wait(at, timeout=240):

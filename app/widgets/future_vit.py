@@ -15,6 +15,7 @@ JOB = "future.vit.job"
 
 def start(lab: fv.VitLab) -> None:
     st.session_state[JOB] = fv.submit_sweep(lab)
+    st.session_state[f"{JOB}.sizes"] = lab.sizes()  # the curve's axis follows the run, not later settings
 
 
 def stop(job) -> None:
@@ -58,14 +59,28 @@ def lab(page) -> None:
                 if job.state == "queued":
                     st.progress(0.0, text=t("vit.queued", position=job.position()))
                 elif job.state == "running":
-                    text = t("vit.running", done=len(job.epochs), total=job.total_epochs, seconds=job.elapsed())
+                    live = job.latest
+                    if live is None:  # the data are being made, the first epoch is not done yet
+                        text = t("vit.starting", seconds=job.elapsed())
+                    else:
+                        text = t("vit.running", model=t(f"vit.fig.{live.model}"), size=live.size, epoch=live.epoch,
+                                 epochs=live.num_epochs, done=len(job.epochs), total=job.total_epochs,
+                                 seconds=job.elapsed())  # fmt: skip
                     st.progress(min(1.0, job.progress), text=text)
                 elif job.state == "failed":
                     st.error(t("vit.failed", error=job.error))
                 elif job.state == "done":
                     st.caption(t("vit.done", seconds=job.elapsed()))
-                if job.epochs:
-                    ui.figure(fv.auc_figure(job.epochs, words(page)), key="future.vit.curve", height=320)
+                live = job.latest if job.state == "running" else None
+                if job.epochs or live is not None:
+                    curve, monitor = st.columns([3, 2]) if live is not None else (st.container(), None)
+                    sizes = st.session_state.get(f"{JOB}.sizes", state.sizes())
+                    with curve:
+                        ui.figure(fv.auc_figure(job.epochs, sizes, words(page)), key="future.vit.curve", height=320)
+                    if monitor is not None:
+                        with monitor:
+                            ui.figure(fv.live_figure(live, words(page)), key="future.vit.live", height=320)
+                            st.caption(t("vit.live_caption"))
 
             arch_jobs.watch("future.vit", [job], draw)
         trained = job is not None and job.state == "done" and arch_jobs.work_key(job) == state.training_key()
@@ -78,7 +93,8 @@ def lab(page) -> None:
 
 
 def words(page) -> dict:
-    keys = ("cnn", "vit", "size", "auc", "chance", "image", "rollout", "gradcam", "pointing", "random")
+    keys = ("cnn", "vit", "size", "auc", "chance", "image", "rollout", "gradcam", "pointing", "random", "epoch",
+            "val_auc")  # fmt: skip
     return {k: page.t(f"vit.fig.{k}") for k in keys}
 
 

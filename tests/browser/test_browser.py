@@ -160,3 +160,21 @@ def test_a_selectbox_shows_its_choice_in_the_new_language_after_a_switch(app_url
     page.locator('[data-testid="stSidebar"]').get_by_text("中文", exact=True).click()
     wait_idle(page)
     assert page.locator(".st-key-train-task input").first.input_value() == i18n.translate("training.task.presence", "zh")
+
+
+def test_the_vit_sweep_streams_its_progress_and_ends_with_the_maps(app_url, new_page):
+    """Press Train on a small ViT sweep: the progress line names the run and epoch while it
+    trains, the live validation curve shows, and the maps and pointing game follow the last run."""
+    page = new_page()
+    page.goto(f"{app_url}/future?vit.largest=200&vit.steps=40")
+    wait_idle(page)
+    page.locator(".st-key-future-vit-train button").click()
+    progress = page.get_by_text(re.compile(r"Training the (CNN|Vision transformer).* on \d+ images: epoch \d+ of \d+"))
+    progress.first.wait_for(timeout=60_000)
+    page.locator(".st-key-future-vit-live").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(SHOTS / "future-vit-running.png"), full_page=True)
+    page.get_by_text(re.compile(r"All runs finished in")).first.wait_for(timeout=180_000)
+    wait_idle(page)
+    assert_no_exception(page)
+    assert "Pointing game over the" in main_text(page)
+    page.screenshot(path=str(SHOTS / "future-vit-done.png"), full_page=True)
