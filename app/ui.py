@@ -17,6 +17,7 @@ session, so a copied URL reopens the same setup and values survive page switches
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 from urllib.parse import urlencode, urlsplit
@@ -67,7 +68,15 @@ def progress() -> Progress:
     """This session's progress: restored from the database when the address carries a learner code."""
     if "progress" not in st.session_state:
         st.session_state["progress"] = Progress()
-        code = storage.normalise_code(st.query_params.get(LEARNER, ""))
+        identity = signed_in_identity()
+        if identity is not None:  # an institution's login: the account decides the code
+            st.session_state[ACCOUNT] = identity
+            link_account()
+            return st.session_state["progress"]
+        # the address first (a bookmark, a code typed elsewhere), then this browser's cookie
+        code = storage.normalise_code(st.query_params.get(LEARNER, "")) or storage.normalise_code(
+            st.context.cookies.get(COOKIE, "")
+        )
         if code:
             st.session_state[LEARNER] = code
             st.session_state[RESTORE] = True  # sync() loads it (now, or when the database is back)
@@ -79,6 +88,9 @@ def progress() -> Progress:
 # Progress that survives the tab: an anonymous learner code and the database (primer.storage)
 
 LEARNER, PENDING, RESTORE, STATUS = "learner", "progress.pending", "progress.restore", "progress.status"
+ACCOUNT, LINKED = "learner.account", "learner.account_linked"
+COOKIE = "primer_learner"  # the browser keeps the code here too, where it allows cookies
+COOKIE_DAYS = 180  # as long as PRIMER_RETENTION_DAYS' default: a code older than that is gone anyway
 
 
 @st.cache_resource  # one engine (and connection pool) per process, shared by every session
@@ -102,6 +114,42 @@ def apply_retention(store: storage.Store) -> None:
         Classroom(store).delete_old(days * 86400)
     except storage.StorageError:
         pass
+
+
+def login_configured() -> bool:
+    """Streamlit's own OpenID Connect login is set up: an [auth] section in .streamlit/secrets.toml."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all: the anonymous code only
+        return False
+
+
+def signed_in_identity() -> str | None:
+    """The signed-in person as storage.account_identity (a hash of the provider and subject id)."""
+    if not login_configured() or not st.user.is_logged_in:
+        return None
+    subject = st.user.get("sub")
+    return storage.account_identity(str(st.user.get("iss") or ""), str(subject)) if subject else None
+
+
+def signed_in() -> bool:
+    return st.session_state.get(ACCOUNT) is not None
+
+
+def link_account() -> None:
+    """Load the signed-in person's progress (made on the first login). With the database down,
+    the session goes on unsaved and the sidebar tries again on the next interaction."""
+    store = _store()
+    if store is None:
+        st.session_state[STATUS] = "unavailable"
+        return
+    try:
+        code = store.account_learner(st.session_state[ACCOUNT])
+    except storage.StorageError as exc:
+        st.session_state[STATUS] = exc.code
+        return
+    st.session_state.update({LEARNER: code, RESTORE: True, LINKED: True})
+    sync()
 
 
 def learner_code() -> str | None:
@@ -171,14 +219,24 @@ def _merge_under(stored: Progress, session: Progress) -> None:
             stored.record_answer(chapter, question, correct)
 
 
+def allow_try(name: str, limit: int, window_s: float = 60.0) -> bool:
+    """Count one try of something guessable (a code typed by hand) in this session; False once
+    `limit` tries fall within `window_s`. Per session: it slows a hand, not a botnet; what a
+    guessed code opens is what bounds the harm (README)."""
+    now = __import__("time").monotonic()
+    tries = [t_ for t_ in st.session_state.get(name, []) if now - t_ < window_s]
+    if len(tries) >= limit:
+        st.session_state[name] = tries
+        return False
+    st.session_state[name] = [*tries, now]
+    return True
+
+
 def use_learner_code(text: str) -> str:
     """Continue from a code typed on another device: "ok", "bad_code", "unknown_code", "too_many"
     or a StorageError code. Five tries a minute per session keep guessing pointless."""
-    now = __import__("time").monotonic()
-    tries = [t_ for t_ in st.session_state.get("progress.code_tries", []) if now - t_ < 60]
-    if len(tries) >= 5:
+    if not allow_try("progress.code_tries", 5):
         return "too_many"
-    st.session_state["progress.code_tries"] = [*tries, now]
     code = storage.normalise_code(text)
     if code is None:
         return "bad_code"
@@ -207,6 +265,7 @@ def forget_me() -> str:
         except storage.StorageError as exc:
             return exc.code
     st.session_state.update({LEARNER: None, PENDING: [], RESTORE: False, STATUS: "idle", "progress": Progress()})
+    st.session_state.update({LINKED: False})  # signed in: the next run links a fresh, empty code
     st.session_state["progress_generation"] = st.session_state.get("progress_generation", 0) + 1
     st.query_params.pop(LEARNER, None)
     return "ok"
@@ -216,19 +275,52 @@ def learner_sidebar() -> None:
     """Keep the code in the address on every page, and say whether progress is being saved."""
     _store()  # the first run of the process opens the database and applies the retention period
     progress()
+    if signed_in() and not st.session_state.get(LINKED):
+        link_account()  # the database was down at login, or "Forget me" asked for a fresh code
     if st.session_state.get(PENDING):
         sync()  # the database may be back
     code = learner_code()
-    if code:
-        st.query_params[LEARNER] = code
+    if signed_in():
+        st.query_params.pop(LEARNER, None)  # the login carries the progress: no code in the address
+    else:
+        if code:
+            st.query_params[LEARNER] = code
+        keep_cookie(code if storage_status() == "saved" else None)
     status = storage_status()
     with st.sidebar:
-        if status == "saved" and code:
+        if login_configured():
+            if signed_in():
+                st.caption(t("learner.signed_in"))
+                st.button(t("learner.log_out"), icon=":material/logout:", on_click=st.logout, key="learner.log_out")
+            else:
+                provider = os.environ.get("PRIMER_AUTH_PROVIDER") or None
+                st.button(t("learner.log_in"), icon=":material/login:", on_click=st.login, args=(provider,),
+                          key="learner.log_in")  # fmt: skip
+        if status == "saved" and code and not signed_in():
             st.caption(t("learner.saved", code=code))
         elif status == "unknown_code":
             st.warning(t("learner.unknown_code"), icon=":material/help:")
         elif status not in ("saved", "idle"):
             st.warning(t("learner.not_saved"), icon=":material/cloud_off:")
+
+
+def keep_cookie(code: str | None) -> None:
+    """Write the learner code to this browser's cookie (or delete it after "Forget me"), once per
+    change. Streamlit can read cookies but not set them, so a line of script does it. The code
+    reaches the script only in its canonical form (words and digits, storage.normalise_code)."""
+    if code is not None:
+        code = storage.normalise_code(code)
+    browser_has = storage.normalise_code(st.context.cookies.get(COOKIE, ""))
+    written = st.session_state.get("learner.cookie", browser_has)
+    if code == written or (code is None and written is None):
+        return
+    if code is None and st.session_state.get(LEARNER) is not None:
+        return  # a code that is not saved yet (database down): keep what the browser has
+    st.session_state["learner.cookie"] = code
+    age = COOKIE_DAYS * 86400 if code else 0
+    value = json.dumps(f"{COOKIE}={code or ''}; Path=/; Max-Age={age}; SameSite=Lax")
+    with st.sidebar:
+        st.html(f"<script>document.cookie = {value};</script>", unsafe_allow_javascript=True, width="content")
 
 
 def sidebar() -> None:

@@ -34,6 +34,7 @@ BENCHES: dict[str, list[str]] = {
     "terminology": [],
     "hostile": [],
     "load": [],
+    "classroom": [],  # 20 students, SQLite, one process; the 3-replica run: see bench/classroom.py
     "future_shift": [],
     "future_federated": [],
     "future_uncertainty": [],

@@ -76,7 +76,7 @@ class Widget:
                 state.int_value = int(value)
             else:
                 state.double_value = float(value)
-        else:
+        else:  # radio, selectbox, text_input: the text itself
             state.string_value = str(value)
         return state
 
@@ -89,7 +89,8 @@ class Session:
         self.origin = url
         self.ws = None
         self.widgets: dict[str, Widget] = {}  # by user key, from the last run that drew them
-        self.texts: list[str] = []  # markdown bodies drawn by the last run
+        self.texts: list[str] = []  # markdown bodies (and captions) drawn by the last run
+        self.metrics: dict[str, str] = {}  # st.metric label → value, as last drawn
         self.exceptions: list[str] = []  # exception elements drawn, ever
         self.auto_reruns: dict[str, float] = {}  # fragment id → seconds, from st.fragment(run_every=)
 
@@ -143,6 +144,14 @@ class Session:
         await asyncio.sleep(interval)
         return await self.rerun(page, query, fragment_id=fragment_id)
 
+    async def submit(self, page: str, values: dict[str, str], button: str, query: str = "") -> float:
+        """Fill text inputs (by key) and press a button with them, as one message: how a form is
+        submitted, or a radio choice sent with the button beside it."""
+        states = [self.widgets[key].state(value) for key, value in values.items()]
+        pressed = self.widgets[button]
+        states.append(WidgetState(id=pressed.id, trigger_value=True))
+        return await self.rerun(page, query, states, pressed.fragment_id)
+
     async def press(self, page: str, key: str, query: str = "") -> float:
         widget = self.widgets[key]
         return await self.rerun(page, query, [WidgetState(id=widget.id, trigger_value=True)], widget.fragment_id)
@@ -156,6 +165,8 @@ class Session:
             self.exceptions.append(f"{element.exception.type}: {element.exception.message}")
         elif kind == "markdown":
             self.texts.append(element.markdown.body)
+        elif kind == "metric":
+            self.metrics[element.metric.label] = element.metric.body
         inner = getattr(element, kind, None) if kind else None
         widget_id = getattr(inner, "id", "") if inner is not None else ""
         parts = widget_id.split("-", 2)  # "$$ID-<hash>-<user key>"; no user key, no third part

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -111,6 +112,72 @@ class OpenPoll:
     chapter: str
     question: str
     revealed: bool
+
+
+# ---------------------------------------------------------------------------------------------
+# Poll answers of every kind of quiz question, as the strings the database keeps
+
+POLL_KINDS = ("single", "multiple", "numeric")  # figure questions draw a new figure per student: not polled
+
+
+def encode_answer(kind: str, response) -> str:
+    """A student's response as stored: "2" (single), "0,3" (multiple, sorted), "12.5" (numeric;
+    repr round-trips the float). A response that cannot be one of these is refused."""
+    if kind == "single":
+        return str(int(response))
+    if kind == "multiple":
+        picked = sorted({int(r) for r in response})
+        if not picked:
+            raise ClassError("bad_answer")
+        return ",".join(map(str, picked))
+    value = float(response)
+    if not math.isfinite(value):
+        raise ClassError("bad_answer")
+    return repr(value)
+
+
+def decode_answer(kind: str, text: str):
+    """The stored string back as a response (int, list of ints, float), or None if it is not one."""
+    try:
+        if kind == "single":
+            return int(text)
+        if kind == "multiple":
+            return [int(part) for part in text.split(",")]
+        value = float(text)
+        return value if math.isfinite(value) else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class PollSummary:
+    n: int  # answers
+    option_counts: tuple[int, ...]  # single and multiple: students who chose each option
+    values: tuple[float, ...]  # numeric: every answer, sorted
+    right: int  # answers that grade as right (primer.quiz.grade)
+
+
+def summarize(question, counts: dict[str, int]) -> PollSummary:
+    """What the instructor's chart shows, from poll_counts' {answer: students}."""
+    from primer import quiz
+
+    kind = question.graded_as
+    options = [0] * len(question.options)
+    values: list[float] = []
+    n = right = 0
+    for text, students in counts.items():
+        response = decode_answer(kind, text)
+        if response is None:
+            continue  # not an answer to this kind of question
+        n += students
+        right += students * quiz.grade(question, response)
+        if kind == "numeric":
+            values += [response] * students
+        else:
+            for index in [response] if kind == "single" else response:
+                if 0 <= index < len(options):
+                    options[index] += students
+    return PollSummary(n=n, option_counts=tuple(options), values=tuple(sorted(values)), right=right)
 
 
 def hash_key(key: str, salt: bytes) -> bytes:

@@ -143,7 +143,8 @@ class ScaleLab:
     base: str = "resnet_small"  # the block the race introduces first
     mode: str = "compound"  # the EfficientNet choice; the others are what it is compared with
     phi: int = 1  # one step: width and resolution grow, depth (2.4 blocks) rounds back to 2
-    num_images: int = 2000  # the race's data: with 500 no variant learns in 6 epochs (AUC ≈ 0.5–0.6); φ = 1 trains in ~15 s
+    # the race's data: with 500 no variant learns in 6 epochs (AUC ≈ 0.5–0.6); φ = 1 trains in ~15 s
+    num_images: int = 2000
     num_epochs: int = 6  # the race's default
     seed: int = 0
 

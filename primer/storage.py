@@ -22,6 +22,7 @@ the page keeps the progress in the session and says it is not being saved.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
@@ -33,7 +34,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from primer.progress import MAX_ID, Progress
 
-SCHEMA_VERSION = 2  # 1: learners and progress; 2: classes (primer.classroom)
+SCHEMA_VERSION = 3  # 1: learners and progress; 2: classes (primer.classroom); 3: accounts (login)
 # 169 short, distinct nature words: easy to read aloud and to type on another device
 CODE_WORDS = tuple(
     (  # noqa: SIM905 - a word list reads better as one text
@@ -92,6 +93,22 @@ answers = sa.Table(
     sa.Column("answered_at", sa.Float, nullable=False),
 )
 
+# Where an institution turns on login (Streamlit's st.login, OpenID Connect), an account is a
+# learner code that follows the person instead of the browser. Only a hash of the identity
+# provider and the subject id is kept: no name, no e-mail.
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("identity", sa.String(64), primary_key=True),  # account_identity(): sha256 hex
+    sa.Column("learner", sa.String(MAX_CODE), sa.ForeignKey("learners.code", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
+def account_identity(issuer: str, subject: str) -> str:
+    """One stable key per person and identity provider (OpenID Connect's `iss` and `sub`)."""
+    return hashlib.sha256(f"{issuer}\n{subject}".encode()).hexdigest()
+
 
 def default_url() -> str:
     """PRIMER_DATABASE_URL, else an SQLite file in PRIMER_DATA_DIR (default: ./data)."""
@@ -148,9 +165,9 @@ class Store:
             if version is None:
                 conn.execute(schema_table.insert().values(version=SCHEMA_VERSION))
                 version = SCHEMA_VERSION
-            if version < 2:  # version 2 only added tables, which create_all has just made
-                conn.execute(schema_table.update().values(version=2))
-                version = 2
+            if version < 3:  # versions 2 and 3 only added tables, which create_all has just made
+                conn.execute(schema_table.update().values(version=3))
+                version = 3
             if version > SCHEMA_VERSION:
                 raise StorageError("schema_newer", f"database has schema {version}, this app knows {SCHEMA_VERSION}")
         self._migrated = True
@@ -181,6 +198,25 @@ class Store:
                     raise
         raise StorageError("unavailable", "could not find a free learner code")
 
+    def account_learner(self, identity: str) -> str:
+        """The learner code of a signed-in person, made on their first login. Two replicas
+        logging the same person in at once agree: the second insert fails and reads the first."""
+        with self._tx() as conn:
+            row = conn.execute(sa.select(accounts.c.learner).where(accounts.c.identity == identity)).first()
+        if row is not None:
+            return row.learner
+        code = self.new_learner()
+        try:
+            with self._tx() as conn:
+                conn.execute(accounts.insert().values(identity=identity, learner=code, created_at=time.time()))
+            return code
+        except StorageError as exc:
+            if not isinstance(exc.__cause__, IntegrityError):
+                raise
+            self.forget(code)
+            with self._tx() as conn:
+                return conn.execute(sa.select(accounts.c.learner).where(accounts.c.identity == identity)).scalar_one()
+
     def exists(self, code: str) -> bool:
         with self._tx() as conn:
             return conn.execute(sa.select(learners.c.code).where(learners.c.code == code)).first() is not None
@@ -210,6 +246,7 @@ class Store:
             conn.execute(lessons_read.delete().where(lessons_read.c.learner == code))
             conn.execute(answers.delete().where(answers.c.learner == code))
             conn.execute(members.update().where(members.c.learner == code).values(learner=None))
+            conn.execute(accounts.delete().where(accounts.c.learner == code))  # the next login starts afresh
             return conn.execute(learners.delete().where(learners.c.code == code)).rowcount > 0
 
     # Progress ----------------------------------------------------------------------------------
@@ -266,6 +303,7 @@ class Store:
             for chunk in (idle[i : i + 500] for i in range(0, len(idle), 500)):
                 conn.execute(lessons_read.delete().where(lessons_read.c.learner.in_(chunk)))
                 conn.execute(answers.delete().where(answers.c.learner.in_(chunk)))
+                conn.execute(accounts.delete().where(accounts.c.learner.in_(chunk)))
                 conn.execute(learners.delete().where(learners.c.code.in_(chunk)))
             return len(idle)
 

@@ -29,11 +29,24 @@ def import_all_core_modules() -> list[str]:
     return names
 
 
-def run_page(page: str | None = None, *, query: dict | None = None, timeout: float = 120, state: dict | None = None):
-    """Run the app in AppTest, optionally on a page ("views/x.py"); returns the AppTest."""
+def run_page(
+    page: str | None = None,
+    *,
+    query: dict | None = None,
+    timeout: float = 120,
+    state: dict | None = None,
+    user: dict | None = None,
+    secrets: dict | None = None,
+):
+    """Run the app in AppTest, optionally on a page ("views/x.py"); returns the AppTest. `user`
+    is what st.user reports (a login), `secrets` what st.secrets holds (e.g. an [auth] section)."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(MAIN), default_timeout=timeout)
+    if user is not None:
+        at.user = user
+    for key, value in (secrets or {}).items():
+        at.secrets[key] = value
     for key, value in (query or {}).items():
         at.query_params[key] = value
     for key, value in (state or {}).items():
@@ -64,7 +77,8 @@ def apptest():
 # Databases for the storage and classroom tests: SQLite always, PostgreSQL when .ci/run (or you)
 # started one (bin/postgres-for-tests). Nothing is mocked.
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("PRIMER_TEST_POSTGRES_URL") else [])
-TABLES = ("poll_answers", "polls", "key_failures", "members", "classes", "answers", "lessons_read", "learners")
+TABLES = ("poll_answers", "polls", "key_failures", "members", "classes", "accounts", "answers", "lessons_read")
+TABLES += ("learners",)
 TABLES += ("primer_schema",)
 
 

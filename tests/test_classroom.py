@@ -220,3 +220,96 @@ def test_the_deployment_retention_period_is_applied_when_the_app_starts(app_db, 
     run_page()
     assert count(app_db, "classes") == 1 and count(app_db, "learners") == 0
     assert room.class_for(new_class.join_code) == new_class.class_id
+
+
+def test_wrong_class_codes_are_said_and_limited_per_session(app_db):
+    """A mistyped code gets its message; the eleventh try in a minute is refused without a
+    database lookup, and the right code then waits too (the limit counts tries, not misses)."""
+    from app.widgets.classroom import JOIN_TRIES
+    from tests.conftest import assert_no_exception, run_page
+
+    real = Classroom(storage.Store(app_db)).create_class("Workshop")
+    s = run_page("views/classroom.py")
+    join = next(b for b in s.button if str(b.label) == "Join")
+    for i in range(JOIN_TRIES):
+        s.text_input[0].input(f"ZZZZZ{'23456789'[i % 8]}")
+        join.click().run()
+        assert_no_exception(s)
+        assert [e.value for e in s.error] == ["No class has this code."]
+    s.text_input[0].input(real.join_code)
+    join.click().run()
+    assert any("Too many class codes" in e.value for e in s.error)
+    assert "class.member" not in s.session_state
+    assert count(app_db, "members") == 0
+
+
+def question_of_kind(kind: str):
+    from primer import content, quiz
+
+    return next(q for c in content.chapters() for q in quiz.load_quiz(c.id) if q.kind == kind and q.graded_as == kind)
+
+
+def test_poll_answers_of_every_kind_round_trip_and_are_summarized_as_counted_by_hand():
+    single, multiple, numeric = (question_of_kind(k) for k in ("single", "multiple", "numeric"))
+    assert classroom.encode_answer("multiple", [3, 0, 3]) == "0,3"
+    assert classroom.decode_answer("numeric", classroom.encode_answer("numeric", 0.1 + 0.2)) == 0.1 + 0.2
+    with pytest.raises(classroom.ClassError):
+        classroom.encode_answer("numeric", float("nan"))
+    with pytest.raises(classroom.ClassError):
+        classroom.encode_answer("multiple", [])
+    assert classroom.decode_answer("single", "<b>x</b>") is None
+
+    # single: 3 students chose the right option, 2 another one, 1 stored string is not an answer
+    right, wrong = single.answer, (single.answer + 1) % len(single.options)
+    s = classroom.summarize(single, {str(right): 3, str(wrong): 2, "junk": 1})
+    assert (s.n, s.right, s.option_counts[right], s.option_counts[wrong], sum(s.option_counts)) == (5, 3, 3, 2, 5)
+
+    # multiple: exactly the key (2 students), the key plus a wrong option (1), one option only (1)
+    key = sorted(multiple.answer)
+    extra = next(i for i in range(len(multiple.options)) if i not in key)
+    counts = {
+        classroom.encode_answer("multiple", key): 2,
+        classroom.encode_answer("multiple", [*key, extra]): 1,
+        classroom.encode_answer("multiple", key[:1]): 1,
+    }
+    s = classroom.summarize(multiple, counts)
+    expected = [0] * len(multiple.options)
+    for answer, n in ((key, 2), ([*key, extra], 1), (key[:1], 1)):
+        for i in answer:
+            expected[i] += n
+    assert s.n == 4 and list(s.option_counts) == expected
+    assert s.right == 2 + (1 if len(key) == 1 else 0)  # key[:1] is right only when the key has one option
+
+    # numeric: the answer itself (2 students), just inside and well outside the tolerance
+    value = float(numeric.answer)
+    tolerance = numeric.tolerance if numeric.tolerance is not None else 0.01 * abs(value)
+    inside, outside = value + 0.9 * tolerance, value + 10 * tolerance + 1
+    s = classroom.summarize(numeric, {repr(value): 2, repr(inside): 1, repr(outside): 1})
+    assert s.n == 4 and s.right == 3 and s.values == tuple(sorted([value, value, inside, outside]))
+
+
+def test_a_numeric_poll_in_the_page_counts_and_reveals(app_db):
+    from tests.conftest import assert_no_exception, run_page
+
+    question = question_of_kind("numeric")
+    teacher = run_page("views/classroom.py")
+    next(b for b in teacher.button if "Create a class" in str(b.label)).click().run()
+    join_code = teacher.session_state["class.teach"]["join"]
+    teacher.selectbox(key="class.pick").set_value(question.key)
+    teacher.button(key="class.start").click().run()
+    assert_no_exception(teacher)
+    poll_id = teacher.session_state["class.teach"]["poll"]
+    for given in (float(question.answer), float(question.answer) * 3 + 7):
+        s = run_page("views/classroom.py")
+        s.text_input[0].input(join_code)
+        next(b for b in s.button if str(b.label) == "Join").click().run()
+        s.run()
+        s.number_input(key=f"class.poll.{poll_id}").set_value(given)
+        s.button(key=f"class.send.{poll_id}").click().run()
+        assert_no_exception(s)
+        assert any(c.value == f"Sent: {given:g}" for c in s.sidebar.caption)
+    teacher.run()
+    captions = [c.value for c in teacher.caption]
+    assert "Answers so far: 2" in captions and "Right so far: 1 of 2" in captions
+    teacher.button(key="class.reveal").click().run()
+    assert any(x.value == f"Answer: {float(question.answer):g}" for x in teacher.success)

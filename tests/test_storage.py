@@ -7,6 +7,7 @@ with plain SQL, independently of the module's own queries.
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
@@ -110,6 +111,37 @@ def test_schema_is_created_once_and_a_newer_schema_is_refused(db_url):
     assert error.value.code == "schema_newer"
 
 
+def test_a_version_2_database_gains_the_accounts_table(db_url):
+    """A database the previous release made (no accounts table, version 2) is migrated in place."""
+    storage.Store(db_url).migrate()
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE accounts"))
+        conn.execute(sa.text("UPDATE primer_schema SET version = 2"))
+    store = storage.Store(db_url)
+    assert store.migrate() == 3
+    assert "accounts" in sa.inspect(engine).get_table_names()
+    engine.dispose()
+    assert store.load(store.account_learner(storage.account_identity("https://idp", "a"))) is not None
+
+
+def test_an_account_keeps_one_code_per_person_and_forget_me_lets_it_start_afresh(db_url):
+    store = storage.Store(db_url)
+    alice = storage.account_identity("https://login.hospital.example", "u-17")
+    assert alice == hashlib.sha256(b"https://login.hospital.example\nu-17").hexdigest()  # no name, no e-mail
+    code = store.account_learner(alice)
+    assert storage.normalise_code(code) == code
+    store.mark_read(code, "imaging", "hu")
+    assert store.account_learner(alice) == code  # a second login, another device: the same progress
+    assert store.load(store.account_learner(alice)).lessons_read == {"imaging": {"hu"}}
+    other_provider = storage.account_identity("https://other.example", "u-17")  # same subject, other issuer
+    assert store.account_learner(other_provider) != code
+    assert store.forget(code)
+    assert count(db_url, "accounts", None) == 1  # only the other provider's account is left
+    fresh = store.account_learner(alice)
+    assert fresh != code and store.load(fresh).lessons_read == {}
+
+
 def test_a_database_that_is_down_or_read_only_raises_storage_error(tmp_path):
     down = storage.Store("postgresql+psycopg://primer@127.0.0.1:9/none", connect_timeout=1)
     with pytest.raises(storage.StorageError) as error:
@@ -153,6 +185,49 @@ def test_progress_comes_back_with_the_code_in_a_new_session(app_db):
     assert_no_exception(again)
     assert again.session_state["progress"].answers == {chapter_id: {question_id: True}}
     assert any(code in str(c.value) for c in again.sidebar.caption)
+
+
+AUTH = {"auth": {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "test-only",
+                 "client_id": "primer", "client_secret": "x", "server_metadata_url": "https://idp.example/.well-known"}}  # fmt: skip
+
+
+def test_with_login_configured_the_account_replaces_the_code(app_db):
+    """An institution's OpenID Connect login (st.login): progress follows the person, no code in
+    the address; another device with the same login gets it back, another person does not."""
+    resident = {"is_logged_in": True, "iss": "https://idp.example", "sub": "resident-7", "email": "r7@example.org"}
+    at = run_page(user=resident, secrets=AUTH)
+    assert_no_exception(at)
+    assert any("Logged in" in str(c.value) for c in at.sidebar.caption)
+    assert at.sidebar.button(key="learner.log_out")
+    chapter_id, question_id = answer_first_question(at)
+    assert "learner" not in at.query_params
+    code = storage.Store(app_db).account_learner(storage.account_identity("https://idp.example", "resident-7"))
+    assert count(app_db, "answers", code) == 1
+    assert count(app_db, "accounts", None) == 1
+    engine = sa.create_engine(app_db)
+    with engine.connect() as conn:  # nothing personal is stored: only the hash of issuer and subject
+        stored = " ".join(str(v) for row in conn.execute(sa.text("SELECT * FROM accounts")) for v in row)
+    engine.dispose()
+    assert "resident-7" not in stored and "r7@" not in stored
+    again = run_page(user=resident, secrets=AUTH)  # another device, the same login
+    assert again.session_state["progress"].answers == {chapter_id: {question_id: True}}
+    other = run_page(user={**resident, "sub": "resident-8"}, secrets=AUTH)
+    assert other.session_state["progress"].answers == {}
+    page = run_page("views/progress.py", user=resident, secrets=AUTH)
+    assert any("You are logged in" in m.value for m in page.markdown) and not page.code  # no code to copy
+    page.button(key="learner_forget").click().run()
+    assert_no_exception(page)
+    assert count(app_db, "answers", code) == 0
+    fresh = run_page(user=resident, secrets=AUTH)  # the next login: a new, empty progress
+    assert fresh.session_state["progress"].answers == {} and fresh.session_state["learner"] != code
+
+
+def test_login_is_offered_only_where_it_is_configured(app_db):
+    logged_out = run_page(user={"is_logged_in": False}, secrets=AUTH)
+    assert_no_exception(logged_out)
+    assert logged_out.sidebar.button(key="learner.log_in")
+    plain = run_page()
+    assert not [b for b in plain.sidebar.button if b.key in ("learner.log_in", "learner.log_out")]
 
 
 def test_an_unknown_or_malformed_code_is_said_and_the_app_keeps_working(app_db):

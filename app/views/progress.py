@@ -32,7 +32,9 @@ else:
 
 st.subheader(ui.t("learner.title"))
 code = ui.learner_code()
-if code:
+if ui.signed_in():
+    st.markdown(ui.t("learner.signed_in_help"))
+elif code:
     st.markdown(ui.t("learner.your_code"))
     st.code(code, language=None)  # shown as text; the code itself is what restores the progress
     st.caption(ui.t("learner.your_code_help"))

@@ -16,7 +16,11 @@ from primer import quiz as quiz_core
 from primer.storage import StorageError
 
 MEMBER, TEACH = "class.member", "class.teach"  # session only: a member id and (id, key) are credentials
-LIVE_SECONDS = 2.0  # how often a student's page and the instructor's chart ask for news (bench.classroom)
+LIVE_SECONDS = 2.0  # how often a student's page asks for news: a rerun of ~6 ms script CPU (bench.classroom)
+# the instructor's chart: one session, so a faster timer costs nothing and the chart is complete
+# within 2 s of the last answer (with a 2 s timer it took 2.1-2.4 s)
+CHART_SECONDS = 1.0
+JOIN_TRIES = 10  # class codes a session may try in a minute: a mistyped code or two, not a search of 31⁶
 
 
 def room() -> classroom.Classroom | None:
@@ -37,8 +41,24 @@ def _known_errors() -> set[str]:
 
 
 def poll_questions() -> list[quiz_core.Question]:
-    """Every single-answer quiz question of every chapter: the ones a bar chart can show."""
-    return [q for c in content.chapters() for q in quiz_core.load_quiz(c.id) if q.graded_as == "single"]
+    """Every single-answer, multiple-answer and numeric quiz question of every chapter (a figure
+    question draws a new figure for each student, so the room would not answer the same one)."""
+    return [
+        q
+        for c in content.chapters()
+        for q in quiz_core.load_quiz(c.id)
+        if q.kind != "figure" and q.graded_as in classroom.POLL_KINDS
+    ]
+
+
+def answer_text(question: quiz_core.Question, response) -> str:
+    """A response as the student and the reveal show it."""
+    options = [ui.bi(o) for o in question.options]
+    if question.graded_as == "single":
+        return options[int(response)]
+    if question.graded_as == "multiple":
+        return ("；" if ui.lang() == "zh" else "; ").join(options[i] for i in response)
+    return f"{float(response):g}"
 
 
 def question_by_key(chapter: str, question_id: str) -> quiz_core.Question | None:
@@ -105,24 +125,26 @@ def show_poll(r: classroom.Classroom, member: dict, poll: classroom.OpenPoll) ->
         st.markdown(f"**{ui.t('class.poll')}** {ui.bi(question.prompt)}")
         options = [ui.bi(o) for o in question.options]
         answered = member.setdefault("answered", {})
-        choice = st.radio(
-            ui.t("quiz.your_answer"),
-            range(len(options)),
-            format_func=options.__getitem__,
-            index=None,
-            key=f"class.poll.{poll.poll_id}",
-        )
+        key, kind = f"class.poll.{poll.poll_id}", question.graded_as
+        if kind == "single":
+            choice = st.radio(ui.t("quiz.your_answer"), range(len(options)), format_func=options.__getitem__,
+                              index=None, key=key)  # fmt: skip
+        elif kind == "multiple":
+            choice = st.pills(ui.t("quiz.choose_all"), range(len(options)), format_func=options.__getitem__,
+                              selection_mode="multi", key=key) or None  # fmt: skip
+        else:
+            choice = st.number_input(ui.t("quiz.your_answer"), value=None, format="%g", key=key)
         if st.button(ui.t("class.send"), key=f"class.send.{poll.poll_id}") and choice is not None:
             try:
-                r.answer(member["id"], poll.poll_id, str(choice), quiz_core.grade(question, choice))
+                text = classroom.encode_answer(kind, choice)
+                r.answer(member["id"], poll.poll_id, text, quiz_core.grade(question, choice))
                 answered[poll.poll_id] = choice
             except (classroom.ClassError, StorageError) as exc:
                 st.error(error_text(exc))
         if poll.poll_id in answered:
-            st.caption(ui.t("class.sent", answer=options[answered[poll.poll_id]]))
+            st.caption(ui.t("class.sent", answer=answer_text(question, answered[poll.poll_id])))
         if poll.revealed:
-            right = question.answer
-            st.success(ui.t("class.right_answer", answer=options[right]))
+            st.success(ui.t("class.right_answer", answer=answer_text(question, question.answer)))
             st.info(ui.bi(question.explanation))
 
 
@@ -139,11 +161,13 @@ def join_form() -> None:
             st.rerun()
         return
     with st.form("class.join", border=True):
-        code = st.text_input(ui.t("class.join_code"), max_chars=20, placeholder="K7QM2X")
-        nickname = st.text_input(ui.t("class.nickname"), max_chars=classroom.MAX_NICKNAME)
-        if st.form_submit_button(ui.t("class.join"), icon=":material/group_add:"):
+        code = st.text_input(ui.t("class.join_code"), max_chars=20, placeholder="K7QM2X", key="class.join_code_input")
+        nickname = st.text_input(ui.t("class.nickname"), max_chars=classroom.MAX_NICKNAME, key="class.nickname_input")
+        if st.form_submit_button(ui.t("class.join"), icon=":material/group_add:", key="class.join_submit"):
             r = room()
             try:
+                if not ui.allow_try("class.join_tries", JOIN_TRIES):
+                    raise classroom.ClassError("too_many_joins")
                 if r is None:
                     raise StorageError("unavailable")
                 ui.progress()
@@ -165,8 +189,8 @@ def teach_form() -> None:
     if teach is None:
         new, existing = st.columns(2)
         with new, st.form("class.create", border=True):
-            title = st.text_input(ui.t("class.title"), max_chars=120)
-            if st.form_submit_button(ui.t("class.create"), icon=":material/add:"):
+            title = st.text_input(ui.t("class.title"), max_chars=120, key="class.title_input")
+            if st.form_submit_button(ui.t("class.create"), icon=":material/add:", key="class.create_submit"):
                 try:
                     made = r.create_class(title)
                 except StorageError as exc:
@@ -179,6 +203,8 @@ def teach_form() -> None:
             key = st.text_input(ui.t("class.key"), type="password", max_chars=200)
             if st.form_submit_button(ui.t("class.open"), icon=":material/key:"):
                 try:
+                    if not ui.allow_try("class.join_tries", JOIN_TRIES):
+                        raise classroom.ClassError("too_many_joins")
                     class_id = r.class_for(join)
                     r.check_key(class_id, key)
                 except (classroom.ClassError, StorageError) as exc:
@@ -246,27 +272,39 @@ def poll_chart(r: classroom.Classroom, teach: dict) -> None:
     question = question_by_key(chapter, question_id)
     options = [ui.bi(o) for o in question.options]
 
-    @st.fragment(run_every=LIVE_SECONDS)
+    @st.fragment(run_every=CHART_SECONDS)
     def live():
         try:
             counts = r.poll_counts(teach["id"], teach["key"], teach["poll"])
         except (classroom.ClassError, StorageError) as exc:
             st.error(error_text(exc))
             return
-        values = [counts.get(str(i), 0) for i in range(len(options))]
-        st.caption(ui.t("class.answers", n=sum(values)))
-        fig = go.Figure(go.Bar(x=values, y=[o[:60] for o in options], orientation="h", marker_color="#4c9be8"))
-        fig.update_layout(
-            height=60 + 45 * len(options), margin=dict(l=10, r=10, t=10, b=10), yaxis_autorange="reversed"
-        )
+        summary = classroom.summarize(question, counts)
+        st.caption(ui.t("class.answers", n=summary.n))
+        if question.graded_as == "numeric":  # the spread of the numbers the room gave
+            fig = go.Figure(go.Histogram(x=list(summary.values), nbinsx=20, marker_color="#4c9be8"))
+            fig.update_layout(height=240, margin=dict(l=10, r=10, t=10, b=10), xaxis_title=ui.t("class.value"),
+                              yaxis_title=ui.t("class.students_axis"), bargap=0.05)  # fmt: skip
+        else:
+            if question.graded_as == "multiple":
+                st.caption(ui.t("class.multiple_counts"))
+            fig = go.Figure(go.Bar(x=list(summary.option_counts), y=[o[:60] for o in options], orientation="h",
+                                   marker_color="#4c9be8"))  # fmt: skip
+            fig.update_layout(
+                height=60 + 45 * len(options), margin=dict(l=10, r=10, t=10, b=10), yaxis_autorange="reversed"
+            )
+            # whole students on the axis: 0, 1, 2 ... (not 0.2, 0.4 while one has answered)
+            fig.update_xaxes(dtick=max(1, -(-max(summary.option_counts, default=1) // 5)), rangemode="tozero")
         st.plotly_chart(fig, key="class.chart", config={"displaylogo": False})
+        if summary.n:
+            st.caption(ui.t("class.right_so_far", right=summary.right, n=summary.n))
 
     st.markdown(f"**{ui.bi(question.prompt)}**")
     live()
     if st.button(ui.t("class.reveal"), icon=":material/visibility:", key="class.reveal"):
         try:
             r.reveal(teach["id"], teach["key"], teach["poll"])
-            st.success(ui.t("class.right_answer", answer=options[question.answer]))
+            st.success(ui.t("class.right_answer", answer=answer_text(question, question.answer)))
             st.info(ui.bi(question.explanation))
         except (classroom.ClassError, StorageError) as exc:
             st.error(error_text(exc))

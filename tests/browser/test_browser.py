@@ -12,7 +12,9 @@ from tests.conftest import import_all_core_modules
 pytestmark = pytest.mark.browser
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
-PAGES = ["home"] + [c.id for c in content.chapters()] + (["glossary"] if content.glossary() else []) + ["class", "progress"]
+PAGES = (
+    ["home"] + [c.id for c in content.chapters()] + (["glossary"] if content.glossary() else []) + ["class", "progress"]
+)
 
 
 def test_every_page_renders_without_an_exception(app_url, new_page):
@@ -159,7 +161,9 @@ def test_a_selectbox_shows_its_choice_in_the_new_language_after_a_switch(app_url
     assert shown.input_value() == i18n.translate("training.task.presence", "en")
     page.locator('[data-testid="stSidebar"]').get_by_text("中文", exact=True).click()
     wait_idle(page)
-    assert page.locator(".st-key-train-task input").first.input_value() == i18n.translate("training.task.presence", "zh")
+    assert page.locator(".st-key-train-task input").first.input_value() == i18n.translate(
+        "training.task.presence", "zh"
+    )
 
 
 def test_the_vit_sweep_streams_its_progress_and_ends_with_the_maps(app_url, new_page):
