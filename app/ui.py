@@ -176,6 +176,9 @@ def sync() -> None:
     if store is None:
         st.session_state[STATUS] = "unavailable"
         return
+    if signed_in() and not st.session_state.get(LINKED):
+        link_account()  # the account's code first (link_account syncs); never a new anonymous one
+        return
     try:
         code = learner_code()
         if st.session_state.get(RESTORE) and code:

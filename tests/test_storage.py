@@ -287,3 +287,25 @@ def test_a_database_that_is_down_keeps_the_app_working_and_saves_when_back(tmp_p
     assert code and count(back, "answers", code) == 1
     assert not at.sidebar.warning
     ui._store.clear()
+
+
+def test_logged_in_while_the_database_is_down_saves_to_the_account_when_back(tmp_path, monkeypatch):
+    """What a logged-in learner did while the database was down goes to their account's code,
+    not to a new anonymous one, once it is back."""
+    from app import ui
+
+    monkeypatch.setenv("PRIMER_DATABASE_URL", "postgresql+psycopg://primer@127.0.0.1:9/none")
+    ui._store.clear()
+    resident = {"is_logged_in": True, "iss": "https://idp.example", "sub": "resident-9"}
+    at = run_page(user=resident, secrets=AUTH)
+    chapter_id, question_id = answer_first_question(at)
+    assert any("not being saved" in w.value for w in at.sidebar.warning)
+    back = f"sqlite:///{tmp_path / 'back.db'}"
+    monkeypatch.setenv("PRIMER_DATABASE_URL", back)
+    ui._store.clear()
+    at.run()
+    assert_no_exception(at)
+    code = storage.Store(back).account_learner(storage.account_identity("https://idp.example", "resident-9"))
+    assert at.session_state["learner"] == code and count(back, "answers", code) == 1
+    assert count(back, "learners") == 1  # no anonymous code was made on the side
+    ui._store.clear()
