@@ -315,7 +315,7 @@ def keep_cookie(code: str | None) -> None:
         code = storage.normalise_code(code)
     browser_has = storage.normalise_code(st.context.cookies.get(COOKIE, ""))
     written = st.session_state.get("learner.cookie", browser_has)
-    if code == written or (code is None and written is None):
+    if code == written:
         return
     if code is None and st.session_state.get(LEARNER) is not None:
         return  # a code that is not saved yet (database down): keep what the browser has

@@ -40,13 +40,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from app.widgets.classroom import LIVE_SECONDS  # the live panel's timer, as the browser keeps it
 from bench.common import ROOT, percentile, read_runs, start_timed_server, stop, wait_healthy
 from bench.interaction import labs_by_chapter, main_control
 from bench.protocol import Session
 from bench.replicas import start_nginx
 
 LOOK_SECONDS = (1.0, 4.0)  # a class reading between two moves (bench.load --look 1-4)
-LIVE_SECONDS = 2.0  # the live panel's timer (app.widgets.classroom.LIVE_SECONDS)
 # seconds from seeing the poll to sending: with the live panel's 2 s and a move in between, the
 # whole class has answered within 10 s of the poll opening
 ANSWER_WINDOW = (1.0, 6.0)
@@ -62,9 +62,8 @@ class Stats:
     sent: list[float] = field(default_factory=list)  # monotonic time each answer was confirmed
     chart: list[tuple[float, int]] = field(default_factory=list)  # (monotonic time, count shown)
 
-    def add(self, kind: str, seconds: float) -> float:
+    def add(self, kind: str, seconds: float) -> None:
         self.latencies.setdefault(kind, []).append(seconds)
-        return seconds
 
 
 @dataclass
@@ -139,12 +138,11 @@ async def student(index: int, url: str, pages: dict[str, list[str]], stats: Stat
                             radio = s.widgets["class.poll." + send.removeprefix("class.send.")]
                             choice = rng.choice(radio.choices())
                             stats.add("answer", await s.submit(page, {radio.key: choice}, send))
+                            answered = True
                             if any(text.startswith("Sent:") for text in s.texts):
                                 stats.sent.append(time.monotonic())
-                                answered = True
                             else:
                                 stats.errors.append(f"student {index}: the answer was not confirmed")
-                                answered = True
             if timeline.poll_opened.is_set() and not answered:
                 stats.errors.append(f"student {index}: never answered")
             stats.errors.extend(f"student {index}: {e}" for e in s.exceptions)

@@ -40,7 +40,7 @@ import models
 from primer import explain
 from primer.labstate import register_lab
 from primer.synth import PhantomConfig
-from primer.train import SplitConfig, Splits, TrainConfig, fit, phantom_data, predict, split
+from primer.train import SplitConfig, Splits, TrainConfig, auc_score, fit, phantom_data, predict, split
 
 IMAGE_SIZE = 64  # the chapter's phantoms
 PATCH_SIZES = (4, 8, 16)  # divisors of 64: 256, 64 or 16 tokens
@@ -285,6 +285,11 @@ def _epoch_images(size: int) -> int:
     return size * math.ceil(MIN_EPOCH_IMAGES / size)
 
 
+def run_epochs(lab: VitLab, name: str, size: int) -> int:
+    """Epochs of one model's run on `size` images (the ViT gets VIT_STEP_FACTOR× the steps)."""
+    return epochs_for(_epoch_images(size), lab.steps * (VIT_STEP_FACTOR if name == "vit" else 1))
+
+
 def epochs_for(num_train: int, steps: int) -> int:
     """Epochs that give about `steps` optimizer steps on `num_train` images."""
     return max(1, round(steps / max(1, math.ceil(num_train / BATCH_SIZE))))
@@ -326,7 +331,7 @@ def train_one(lab: VitLab, name: str, size: int, should_stop=None, on_epoch=None
     keep = keep.repeat(_epoch_images(size) // size)
     # the validation set only draws the monitoring curve here: 100 images keep its cost per epoch low
     splits = Splits(train=base.train.subset(keep), val=base.val.subset(torch.arange(VAL_IMAGES)), test=base.test)
-    epochs = epochs_for(len(keep), lab.steps * (VIT_STEP_FACTOR if name == "vit" else 1))
+    epochs = run_epochs(lab, name, size)
     if name == "cnn":
         config = CNN_CONFIG.replace(num_epochs=epochs, seed=lab.seed)
         model = models.build(config.model, seed=lab.seed, in_channels=1, num_classes=2, width=config.width)
@@ -335,7 +340,7 @@ def train_one(lab: VitLab, name: str, size: int, should_stop=None, on_epoch=None
         model = build_vit(lab.patch_size, lab.dim, lab.depth, lab.heads, seed=lab.seed)
     start = time.perf_counter()
     history = fit(model, splits, config, on_epoch=on_epoch, should_stop=should_stop)
-    test_auc = _auc(splits.test.y, predict(model, splits.test.x))
+    test_auc = auc_score(splits.test.y, predict(model, splits.test.x))
     run = SweepRun(
         model=name,
         size=size,
@@ -346,12 +351,6 @@ def train_one(lab: VitLab, name: str, size: int, should_stop=None, on_epoch=None
         parameters=sum(p.numel() for p in model.parameters()),
     )
     return model, run, history.stopped_by_user
-
-
-def _auc(y: torch.Tensor, probs: torch.Tensor) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y.numpy(), probs[:, 1].numpy()))
 
 
 @dataclass
@@ -379,7 +378,7 @@ def run_sweep(lab: VitLab, *, on_run=None, on_epoch=None, should_stop=None) -> S
         for name in TRAIN_ORDER:
             report = None
             if on_epoch is not None:
-                num_epochs = epochs_for(_epoch_images(size), lab.steps * (VIT_STEP_FACTOR if name == "vit" else 1))
+                num_epochs = run_epochs(lab, name, size)
 
                 def report(record, history, name=name, size=size, done=len(runs), num_epochs=num_epochs):
                     curve = [r.val_auc for r in history.epochs]
